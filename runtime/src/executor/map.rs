@@ -1,0 +1,200 @@
+//! `Executor::map`: calls submitted eagerly or through a bounded buffer, results in input order.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::iter::Fuse;
+use std::time::{Duration, Instant};
+
+use super::Executor;
+use crate::error::Error;
+use crate::future::Future;
+use crate::task::Task;
+
+/// Options for [`Executor::map_with`].
+///
+/// ```
+/// use std::time::Duration;
+/// use concurrent_futures::MapOptions;
+///
+/// let options = MapOptions::new().timeout(Duration::from_secs(5)).buffersize(64);
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MapOptions {
+    timeout: Option<Duration>,
+    chunksize: Option<usize>,
+    buffersize: Option<usize>,
+}
+
+impl MapOptions {
+    /// No timeout, one call per task, every call submitted at once.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A deadline for the whole iteration, measured from the `map_with` call. When a `next()`
+    /// runs past it, the call it awaited and all later ones are cancelled, it yields
+    /// [`Error::Timeout`], and iteration ends.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Calls per frame for the process pool; the thread pool ignores it, as Python's does.
+    ///
+    /// # Panics
+    ///
+    /// If `chunksize` is zero.
+    pub fn chunksize(mut self, chunksize: usize) -> Self {
+        assert!(chunksize >= 1, "chunksize must be >= 1");
+        self.chunksize = Some(chunksize);
+        self
+    }
+
+    /// Submits lazily: at most `buffersize` calls in flight; each `next()` submits one more
+    /// input, then waits for the oldest. The inputs are pulled only as needed, so an infinite
+    /// iterator works.
+    ///
+    /// # Panics
+    ///
+    /// If `buffersize` is zero.
+    pub fn buffersize(mut self, buffersize: usize) -> Self {
+        assert!(buffersize >= 1, "buffersize must be >= 1");
+        self.buffersize = Some(buffersize);
+        self
+    }
+
+    /// The chunk size set, if any.
+    pub fn get_chunksize(&self) -> Option<usize> {
+        self.chunksize
+    }
+}
+
+/// The iterator of [`Executor::map`]: each call's `Result`, in input order.
+#[must_use = "the calls are submitted; iterate to get their results"]
+pub struct Map<'a, E, I, F, T>
+where
+    E: Executor,
+    I: Iterator,
+    F: FnMut(I::Item) -> T,
+    T: Task,
+{
+    executor: &'a E,
+    inputs: Fuse<I>,
+    make_task: F,
+    /// Submitted, not yet yielded, oldest first.
+    in_flight: VecDeque<Future<T::Output>>,
+    /// `Some`: lazy mode, refill one per `next()`.
+    buffersize: Option<usize>,
+    deadline: Option<Instant>,
+    submitted: usize,
+    /// No more inputs are pulled: exhausted, shut down, or timed out.
+    stopped: bool,
+}
+
+impl<'a, E, I, F, T> Map<'a, E, I, F, T>
+where
+    E: Executor,
+    I: Iterator,
+    F: FnMut(I::Item) -> T,
+    T: Task,
+{
+    pub(crate) fn new(executor: &'a E, make_task: F, inputs: I, options: MapOptions) -> Self {
+        let mut map = Self {
+            executor,
+            inputs: inputs.fuse(),
+            make_task,
+            in_flight: VecDeque::new(),
+            buffersize: options.buffersize,
+            deadline: options.timeout.and_then(|t| Instant::now().checked_add(t)),
+            submitted: 0,
+            stopped: false,
+        };
+        let initial = options.buffersize.unwrap_or(usize::MAX);
+        while map.in_flight.len() < initial && map.submit_next() {}
+        map
+    }
+
+    /// Submits the next input; false once there is none to submit.
+    fn submit_next(&mut self) -> bool {
+        if self.stopped {
+            return false;
+        }
+        let Some(input) = self.inputs.next() else {
+            self.stopped = true;
+            return false;
+        };
+        let future = self.executor.submit((self.make_task)(input));
+        // A shut-down executor fails every submit at once: stop pulling an endless input.
+        if future.done() && matches!(future.error(), Some(Error::ShutDown)) {
+            self.stopped = true;
+        }
+        self.in_flight.push_back(future);
+        self.submitted += 1;
+        true
+    }
+
+    fn cancel_in_flight(&mut self) {
+        for future in self.in_flight.drain(..) {
+            future.cancel();
+        }
+    }
+}
+
+impl<E, I, F, T> Iterator for Map<'_, E, I, F, T>
+where
+    E: Executor,
+    I: Iterator,
+    F: FnMut(I::Item) -> T,
+    T: Task,
+{
+    type Item = Result<T::Output, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.buffersize.is_some() {
+            self.submit_next();
+        }
+        let future = self.in_flight.pop_front()?;
+        if future.wait_done(self.deadline) {
+            return Some(future.into_result());
+        }
+        // Python's gh-95166: the awaited call is cancelled too, not only the later ones.
+        future.cancel();
+        let unfinished = 1 + self.in_flight.iter().filter(|f| !f.done()).count();
+        self.cancel_in_flight();
+        self.stopped = true;
+        Some(Err(Error::Timeout {
+            unfinished,
+            total: self.submitted,
+        }))
+    }
+}
+
+impl<E, I, F, T> Drop for Map<'_, E, I, F, T>
+where
+    E: Executor,
+    I: Iterator,
+    F: FnMut(I::Item) -> T,
+    T: Task,
+{
+    fn drop(&mut self) {
+        self.cancel_in_flight();
+    }
+}
+
+impl<E, I, F, T> fmt::Debug for Map<'_, E, I, F, T>
+where
+    E: Executor,
+    I: Iterator,
+    F: FnMut(I::Item) -> T,
+    T: Task,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("in_flight", &self.in_flight.len())
+            .field("submitted", &self.submitted)
+            .field("buffersize", &self.buffersize)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,73 @@
+//! The `Executor` trait every pool implements, and the `map` that all of them share.
+
+mod map;
+pub(crate) mod thread_pool;
+
+pub use map::{Map, MapOptions};
+
+use crate::future::Future;
+use crate::task::Task;
+
+/// What every pool can do, so code can be generic over where its tasks run, as with Python's
+/// `Executor` base class.
+///
+/// Each pool also has these as inherent methods, so calling them needs no import.
+///
+/// ```
+/// use concurrent_futures::{Executor, ThreadPoolExecutor, task};
+///
+/// #[task]
+/// fn double(x: i64) -> i64 {
+///     x * 2
+/// }
+///
+/// fn total(executor: &impl Executor, inputs: Vec<i64>) -> i64 {
+///     executor.map(double, inputs).map(|r| r.unwrap()).sum()
+/// }
+///
+/// assert_eq!(total(&ThreadPoolExecutor::new(2), vec![1, 2, 3]), 12);
+/// ```
+pub trait Executor {
+    /// Schedules `task` and returns its future. Never panics: a task that cannot be scheduled
+    /// gets a future already failed with the reason ([`Error::ShutDown`](crate::Error::ShutDown),
+    /// [`Error::Broken`](crate::Error::Broken), ...).
+    fn submit<T: Task>(&self, task: T) -> Future<T::Output>;
+
+    /// Runs `f(input)` for every input and yields the results in input order.
+    ///
+    /// Every call is submitted now, before the first `next()`, as in Python. A failed call
+    /// yields its error at its position and iteration goes on. Dropping the iterator cancels
+    /// the calls that have not started. See [`map_with`](Self::map_with) for a timeout and
+    /// lazy submission.
+    fn map<I, F, T>(&self, f: F, inputs: I) -> Map<'_, Self, I::IntoIter, F, T>
+    where
+        Self: Sized,
+        I: IntoIterator,
+        F: FnMut(I::Item) -> T,
+        T: Task,
+    {
+        Map::new(self, f, inputs.into_iter(), MapOptions::default())
+    }
+
+    /// [`map`](Self::map) with [`MapOptions`]: a `timeout` from this call, a `chunksize`, and
+    /// a `buffersize` that submits lazily (so an infinite iterator works).
+    fn map_with<I, F, T>(
+        &self,
+        f: F,
+        inputs: I,
+        options: MapOptions,
+    ) -> Map<'_, Self, I::IntoIter, F, T>
+    where
+        Self: Sized,
+        I: IntoIterator,
+        F: FnMut(I::Item) -> T,
+        T: Task,
+    {
+        Map::new(self, f, inputs.into_iter(), options)
+    }
+
+    /// Stops accepting work. With `wait`, blocks until the submitted work is done and the
+    /// workers have exited; with `cancel_futures`, cancels the work that has not started.
+    /// Safe to call more than once. After it, `submit` gives [`Error::ShutDown`](crate::Error::ShutDown).
+    fn shutdown(&self, wait: bool, cancel_futures: bool);
+}

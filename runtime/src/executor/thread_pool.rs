@@ -1,0 +1,452 @@
+//! `ThreadPoolExecutor`: tasks run on a lazily grown set of threads in this process.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::thread::{self, JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::{Executor, Map, MapOptions};
+use crate::error::Error;
+use crate::future::Future;
+use crate::sync::{Arc, Mutex, lock};
+use crate::task::Task;
+use crate::unwind;
+
+/// Runs tasks on up to `max_workers` threads of this process.
+///
+/// Python's `ThreadPoolExecutor`. Threads start lazily: a submit starts a new thread only when
+/// no thread is idle and fewer than `max_workers` exist. A panicking task leaves its thread
+/// alive; its future holds [`Error::Panicked`]. Dropping the executor waits for the submitted
+/// work, like leaving Python's `with` block.
+///
+/// ```
+/// use concurrent_futures::{ThreadPoolExecutor, task};
+///
+/// #[task]
+/// fn square_number(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let executor = ThreadPoolExecutor::new(2);
+/// let squared = executor.submit(square_number(7));
+/// let greeting = executor.spawn(|| format!("hello from {}", std::thread::current().name().unwrap()));
+/// assert_eq!(squared.result(), Ok(49));
+/// assert!(greeting.result().unwrap().starts_with("hello from ThreadPoolExecutor-"));
+/// ```
+pub struct ThreadPoolExecutor {
+    shared: Arc<Shared>,
+}
+
+/// What the executor handle and its threads share.
+struct Shared {
+    /// `None` once shut down: workers drain what is queued, then see the channel close.
+    sender: Mutex<Option<Sender<Job>>>,
+    receiver: Receiver<Job>,
+    /// Threads that finished a job and have not been handed another by `submit`: Python's
+    /// idle semaphore. `submit` takes one instead of starting a thread.
+    idle: AtomicUsize,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    max_workers: usize,
+    thread_name_prefix: String,
+    initializer: Option<Initializer>,
+    /// Set once, by the first failed initializer; the reason every later task fails with.
+    broken: OnceLock<String>,
+}
+
+type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// One submitted call, type-erased: run it, fail it, or cancel it.
+struct Job(Box<dyn FnOnce(Directive<'_>) + Send>);
+
+enum Directive<'a> {
+    /// Run the task; call `mark_idle` after it ran and before its future completes, so that
+    /// whoever wakes up on the result and submits again finds this thread idle.
+    Run { mark_idle: &'a dyn Fn() },
+    Fail(Error),
+    Cancel,
+}
+
+impl Job {
+    fn new<F, R>(future: Future<R>, f: F) -> Self
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        Job(Box::new(move |directive| match directive {
+            Directive::Run { mark_idle } => {
+                if future.set_running_or_notify_cancel() == Ok(true) {
+                    let outcome = unwind::catch(f);
+                    mark_idle();
+                    // Cannot fail: only this job completes a running future.
+                    let _ = match outcome {
+                        Ok(value) => future.set_result(value),
+                        Err(error) => future.set_exception(error),
+                    };
+                } else {
+                    mark_idle();
+                }
+            }
+            Directive::Fail(error) => {
+                // A cancelled future keeps its cancellation.
+                let _ = future.set_exception(error);
+            }
+            Directive::Cancel => {
+                future.cancel();
+                let _ = future.set_running_or_notify_cancel();
+            }
+        }))
+    }
+
+    fn run(self, mark_idle: &dyn Fn()) {
+        (self.0)(Directive::Run { mark_idle });
+    }
+
+    fn fail(self, error: Error) {
+        (self.0)(Directive::Fail(error));
+    }
+
+    fn cancel(self) {
+        (self.0)(Directive::Cancel);
+    }
+}
+
+/// What an initializer may return: `()`, or a `Result` whose error says why it failed.
+pub trait InitResult {
+    /// `Err(reason)` if the initializer failed.
+    fn into_init_result(self) -> Result<(), String>;
+}
+
+impl InitResult for () {
+    fn into_init_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: fmt::Display> InitResult for Result<(), E> {
+    fn into_init_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Builds a [`ThreadPoolExecutor`] with Python's options.
+///
+/// ```
+/// use concurrent_futures::ThreadPoolExecutor;
+///
+/// let executor = ThreadPoolExecutor::builder()
+///     .max_workers(4)
+///     .thread_name_prefix("resizer")
+///     .initializer(|| println!("thread {:?} ready", std::thread::current().name()))
+///     .build()
+///     .unwrap();
+/// let name = executor.spawn(|| std::thread::current().name().map(str::to_owned));
+/// assert_eq!(name.result().unwrap().as_deref(), Some("resizer_0"));
+/// ```
+#[must_use = "call build() to get the executor"]
+pub struct ThreadPoolBuilder {
+    max_workers: Option<usize>,
+    thread_name_prefix: Option<String>,
+    initializer: Option<Initializer>,
+}
+
+impl ThreadPoolBuilder {
+    /// The most threads the pool runs; default `min(32, available cores + 4)`, Python's.
+    pub fn max_workers(mut self, max_workers: usize) -> Self {
+        self.max_workers = Some(max_workers);
+        self
+    }
+
+    /// Threads are named `{prefix}_{i}`; default prefix `ThreadPoolExecutor-{n}`.
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.thread_name_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Runs once at the start of each thread, before any task. If it panics or returns
+    /// `Err`, the pool is broken: the failure is logged, queued and later futures fail with
+    /// [`Error::Broken`] carrying the reason.
+    pub fn initializer<F, R>(mut self, initializer: F) -> Self
+    where
+        F: Fn() -> R + Send + Sync + 'static,
+        R: InitResult,
+    {
+        self.initializer = Some(Arc::new(move || initializer().into_init_result()));
+        self
+    }
+
+    /// The executor; no thread starts until the first submit.
+    ///
+    /// Fails with [`Error::InvalidArgument`] if `max_workers` is zero.
+    pub fn build(self) -> Result<ThreadPoolExecutor, Error> {
+        let max_workers = self.max_workers.unwrap_or_else(default_max_workers);
+        if max_workers == 0 {
+            return Err(Error::InvalidArgument {
+                message: "max_workers must be greater than 0".to_owned(),
+            });
+        }
+        let thread_name_prefix = self.thread_name_prefix.unwrap_or_else(|| {
+            static POOLS: AtomicUsize = AtomicUsize::new(0);
+            format!("ThreadPoolExecutor-{}", POOLS.fetch_add(1, Ordering::Relaxed))
+        });
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        Ok(ThreadPoolExecutor {
+            shared: Arc::new(Shared {
+                sender: Mutex::new(Some(sender)),
+                receiver,
+                idle: AtomicUsize::new(0),
+                threads: Mutex::new(Vec::new()),
+                max_workers,
+                thread_name_prefix,
+                initializer: self.initializer,
+                broken: OnceLock::new(),
+            }),
+        })
+    }
+}
+
+/// Python 3.13's default: `min(32, cpus + 4)`, enough threads for I/O-bound work.
+fn default_max_workers() -> usize {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    32.min(cpus + 4)
+}
+
+impl ThreadPoolExecutor {
+    /// A pool of at most `max_workers` threads.
+    ///
+    /// # Panics
+    ///
+    /// If `max_workers` is zero; [`builder`](Self::builder) returns the error instead.
+    pub fn new(max_workers: usize) -> Self {
+        Self::builder()
+            .max_workers(max_workers)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A builder for the other options.
+    pub fn builder() -> ThreadPoolBuilder {
+        ThreadPoolBuilder {
+            max_workers: None,
+            thread_name_prefix: None,
+            initializer: None,
+        }
+    }
+
+    /// The most threads this pool runs.
+    pub fn max_workers(&self) -> usize {
+        self.shared.max_workers
+    }
+
+    /// How many threads it has started so far.
+    pub fn thread_count(&self) -> usize {
+        lock(&self.shared.threads).len()
+    }
+
+    /// Schedules a `#[task]` value; see [`Executor::submit`].
+    pub fn submit<T: Task>(&self, task: T) -> Future<T::Output> {
+        self.spawn(move || task.run())
+    }
+
+    /// Schedules a closure. Nothing crosses a process here, so any `Send` closure will do.
+    pub fn spawn<F, R>(&self, f: F) -> Future<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let future = Future::new();
+        self.schedule(Job::new(future.clone(), f));
+        future
+    }
+
+    /// See [`Executor::map`].
+    pub fn map<I, F, T>(&self, f: F, inputs: I) -> Map<'_, Self, I::IntoIter, F, T>
+    where
+        I: IntoIterator,
+        F: FnMut(I::Item) -> T,
+        T: Task,
+    {
+        Executor::map(self, f, inputs)
+    }
+
+    /// See [`Executor::map_with`].
+    pub fn map_with<I, F, T>(
+        &self,
+        f: F,
+        inputs: I,
+        options: MapOptions,
+    ) -> Map<'_, Self, I::IntoIter, F, T>
+    where
+        I: IntoIterator,
+        F: FnMut(I::Item) -> T,
+        T: Task,
+    {
+        Executor::map_with(self, f, inputs, options)
+    }
+
+    /// See [`Executor::shutdown`]. With `wait`, joins every thread (except the calling one,
+    /// if a task shuts down its own pool).
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let sender = lock(&self.shared.sender).take();
+        if cancel_futures {
+            for job in self.shared.receiver.try_iter() {
+                job.cancel();
+            }
+        }
+        // Closing the channel: each thread finishes what is queued, then exits.
+        drop(sender);
+        if wait {
+            let threads = std::mem::take(&mut *lock(&self.shared.threads));
+            let me = thread::current().id();
+            for handle in threads {
+                if handle.thread().id() != me {
+                    // A thread never panics out of its loop: tasks and initializers are caught.
+                    let _ = handle.join();
+                }
+            }
+        }
+    }
+
+    fn schedule(&self, job: Job) {
+        if let Some(reason) = self.shared.broken.get() {
+            return job.fail(Error::Broken {
+                reason: reason.clone(),
+            });
+        }
+        {
+            let sender = lock(&self.shared.sender);
+            let Some(sender) = sender.as_ref() else {
+                return job.fail(Error::ShutDown);
+            };
+            // Unbounded, and `shared` holds a receiver: sending cannot fail.
+            let _ = sender.send(job);
+        }
+        if self.shared.broken.get().is_some() {
+            // Broken between the check and the send; no thread may be left to fail the job.
+            self.shared.fail_queued();
+            return;
+        }
+        self.adjust_thread_count();
+    }
+
+    /// Starts a thread unless one is idle or the pool is full.
+    fn adjust_thread_count(&self) {
+        let took_idle = self
+            .shared
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok();
+        if took_idle {
+            return;
+        }
+        let mut threads = lock(&self.shared.threads);
+        if threads.len() >= self.shared.max_workers {
+            return;
+        }
+        let name = format!("{}_{}", self.shared.thread_name_prefix, threads.len());
+        let shared = Arc::clone(&self.shared);
+        match thread::Builder::new().name(name).spawn(move || shared.work()) {
+            Ok(handle) => threads.push(handle),
+            Err(error) if threads.is_empty() => {
+                drop(threads);
+                self.shared
+                    .mark_broken(format!("cannot start a pool thread: {error}"));
+            }
+            Err(error) => {
+                tracing::warn!(target: "concurrent_futures", %error, "cannot start another pool thread; the running ones go on");
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// A pool thread: initializer, then jobs until the channel closes.
+    fn work(&self) {
+        if let Some(initializer) = &self.initializer {
+            let reason = match unwind::catch(|| initializer()) {
+                Ok(Ok(())) => None,
+                Ok(Err(reason)) => Some(reason),
+                Err(panic) => Some(panic.to_string()),
+            };
+            if let Some(reason) = reason {
+                tracing::error!(target: "concurrent_futures", %reason, "thread pool initializer failed; the pool is broken");
+                self.mark_broken(format!("a thread initializer failed: {reason}"));
+                return;
+            }
+        }
+        let mark_idle = || {
+            self.idle.fetch_add(1, Ordering::AcqRel);
+        };
+        while let Ok(job) = self.receiver.recv() {
+            match self.broken.get() {
+                Some(reason) => job.fail(Error::Broken {
+                    reason: reason.clone(),
+                }),
+                None => job.run(&mark_idle),
+            }
+        }
+    }
+
+    fn mark_broken(&self, reason: String) {
+        let _ = self.broken.set(reason);
+        self.fail_queued();
+    }
+
+    fn fail_queued(&self) {
+        let reason = self.broken.get().cloned().unwrap_or_default();
+        for job in self.receiver.try_iter() {
+            job.fail(Error::Broken {
+                reason: reason.clone(),
+            });
+        }
+    }
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn submit<T: Task>(&self, task: T) -> Future<T::Output> {
+        ThreadPoolExecutor::submit(self, task)
+    }
+
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        ThreadPoolExecutor::shutdown(self, wait, cancel_futures);
+    }
+}
+
+impl Default for ThreadPoolExecutor {
+    /// A pool with Python's default `max_workers`.
+    fn default() -> Self {
+        Self::builder()
+            .build()
+            .expect("the default max_workers is never zero")
+    }
+}
+
+/// Leaving scope waits for the submitted work: `shutdown(wait = true)`.
+impl Drop for ThreadPoolExecutor {
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+impl fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolExecutor")
+            .field("max_workers", &self.shared.max_workers)
+            .field("threads", &self.thread_count())
+            .field("queued", &self.shared.receiver.len())
+            .field("shut_down", &lock(&self.shared.sender).is_none())
+            .field("broken", &self.shared.broken.get())
+            .finish()
+    }
+}
+
+impl fmt::Debug for ThreadPoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("thread_name_prefix", &self.thread_name_prefix)
+            .field("initializer", &self.initializer.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,37 @@
+//! The runtime of `concurrent-futures`: futures, executors, waiting.
+//!
+//! Users depend on the `concurrent-futures` facade, which re-exports everything here; see its
+//! documentation for the guide. This crate keeps one executor per file behind the [`Executor`]
+//! trait and a flat public surface.
+
+#![deny(unsafe_code)]
+
+mod error;
+mod executor;
+mod future;
+mod init;
+mod sync;
+mod task;
+mod unwind;
+mod waiting;
+
+pub use error::{DuplicateTaskName, Error};
+pub use executor::thread_pool::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};
+pub use executor::{Executor, Map, MapOptions};
+pub use future::{AwaitFuture, Future, State};
+pub use init::init;
+pub use task::{ErasedTask, Task, check_task_names};
+pub use waiting::{
+    AsCompleted, AsCompletedTimeout, DoneAndNotDone, ReturnWhen, Waitable, as_completed,
+    as_completed_timeout, wait,
+};
+
+/// What `#[task]` and `join_completed!` expand to. Not public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::error::Error;
+    pub use crate::future::Future;
+    pub use crate::task::{ErasedTask, Task, TaskRegistration, run_encoded};
+    pub use crate::waiting::join::{completion_order, join_collection, waitable};
+    pub use crate::waiting::{WaitSet, Waitable};
+}

@@ -1,0 +1,109 @@
+//! The `Task` trait that `#[task]` implements, and the registry of task names.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::{DuplicateTaskName, Error};
+
+/// A unit of work that runs in a pool thread or, serialized, in another process.
+///
+/// Implemented by `#[task]`; write the function and let the macro write this. The value holds
+/// the call's arguments; [`run`](Task::run) consumes it and returns the function's result.
+///
+/// ```
+/// use concurrent_futures::{Task, task};
+///
+/// #[task]
+/// fn add(a: i32, b: i32) -> i32 {
+///     a + b
+/// }
+///
+/// let t = add(2, 3); // builds the task, runs nothing
+/// assert_eq!(<Add as Task>::NAME, concat!(module_path!(), "::add"));
+/// assert_eq!(t.run(), 5);
+/// ```
+pub trait Task: ErasedTask + Send + 'static {
+    /// What the function returns. Serializable so that it can cross a process boundary.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The registered name: `module_path!()::fn_name`, or `#[task(name = "...")]`.
+    const NAME: &'static str;
+
+    /// Runs the function body on the stored arguments.
+    fn run(self) -> Self::Output;
+
+    /// The default per-task timeout from `#[task(timeout = "...")]`, enforced by pools that
+    /// can stop a running task (the process pool kills the worker).
+    fn timeout(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// The object-safe, serializable face of a [`Task`], registered with `typetag` so a worker
+/// process can rebuild a task from its name. Implemented by `#[task]`; not for direct use.
+#[typetag::serde]
+pub trait ErasedTask: Send {
+    /// Runs the task and encodes its output for the trip back to the parent process.
+    fn run_encoded(self: Box<Self>) -> Result<Vec<u8>, Error>;
+}
+
+/// The body of every generated [`ErasedTask::run_encoded`]: run, then encode the output with
+/// the wire format.
+#[doc(hidden)]
+pub fn run_encoded<T: Task>(task: T) -> Result<Vec<u8>, Error> {
+    let output = task.run();
+    postcard::to_stdvec(&output).map_err(|e| Error::Serialization {
+        message: format!("result of task `{}`: {e}", T::NAME),
+    })
+}
+
+/// One `#[task]`'s entry in the registry: its name and the Rust type that claimed it.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct TaskRegistration {
+    name: &'static str,
+    type_path: &'static str,
+}
+
+impl TaskRegistration {
+    #[doc(hidden)]
+    pub const fn new(name: &'static str, type_path: &'static str) -> Self {
+        Self { name, type_path }
+    }
+}
+
+inventory::collect!(TaskRegistration);
+
+/// Checks that no two `#[task]` functions linked into this program share a name.
+///
+/// A worker process finds a task's code by its name, so a shared name would run the wrong
+/// function or none. [`init`](crate::init) calls this and panics with the message; call it
+/// yourself to handle the error another way.
+///
+/// ```
+/// concurrent_futures::check_task_names().expect("task names are unique");
+/// ```
+pub fn check_task_names() -> Result<(), DuplicateTaskName> {
+    let mut seen: HashMap<&'static str, &'static str> = HashMap::new();
+    for registration in inventory::iter::<TaskRegistration> {
+        if let Some(first) = seen.insert(registration.name, registration.type_path) {
+            if first != registration.type_path {
+                let (first, second) = ordered(first, registration.type_path);
+                return Err(DuplicateTaskName {
+                    name: registration.name,
+                    first,
+                    second,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Link order is arbitrary; report the pair in a stable order.
+fn ordered(a: &'static str, b: &'static str) -> (&'static str, &'static str) {
+    if a <= b { (a, b) } else { (b, a) }
+}

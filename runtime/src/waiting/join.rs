@@ -1,0 +1,37 @@
+//! The runtime half of `join_completed!`: what its expansion calls.
+
+use std::time::Duration;
+
+use super::Waitable;
+use super::as_completed::AsCompletedTimeout;
+use super::completions::Completions;
+use crate::error::Error;
+use crate::future::Future;
+
+/// A type-erased handle to `future`, for the arm form's completion order.
+pub fn waitable<T: Send + 'static>(future: &Future<T>) -> Box<dyn Waitable> {
+    Box::new(future.clone())
+}
+
+/// The indices of `futures` in completion order (already done ones first). No deduplication:
+/// two arms on clones of one future both run.
+pub fn completion_order(futures: Vec<Box<dyn Waitable>>) -> impl Iterator<Item = usize> {
+    let mut completions = Completions::new(futures);
+    std::iter::from_fn(move || completions.next_done(None).map(|(index, _)| index))
+}
+
+/// The collection form: each future's owned result, in completion order; with a timeout, an
+/// `Err(Error::Timeout { .. })` last if time runs out.
+pub fn join_collection<I, T>(
+    futures: I,
+    timeout: Option<Duration>,
+) -> impl Iterator<Item = Result<T, Error>>
+where
+    I: IntoIterator<Item = Future<T>>,
+{
+    let completions = match timeout {
+        Some(timeout) => super::as_completed_timeout(futures, timeout),
+        None => AsCompletedTimeout::unbounded(futures),
+    };
+    completions.map(|item| item.and_then(Future::into_result))
+}

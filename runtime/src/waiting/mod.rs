@@ -1,0 +1,110 @@
+//! Waiting on many futures at once: `as_completed`, `wait`, and what `join_completed!` uses.
+
+mod as_completed;
+mod completions;
+pub(crate) mod join;
+mod wait_set;
+mod wait;
+
+pub use as_completed::{AsCompleted, AsCompletedTimeout, as_completed, as_completed_timeout};
+pub use wait::{DoneAndNotDone, ReturnWhen, wait};
+pub use wait_set::WaitSet;
+
+use crate::sync::Arc;
+
+use crate::future::{Future, State};
+
+/// Something [`wait`] and [`as_completed`] can wait on: a [`Future`] of any type, a reference
+/// to one, or a boxed or shared one.
+///
+/// Futures of different types mix as `&dyn Waitable`:
+///
+/// ```
+/// use concurrent_futures::{ThreadPoolExecutor, Waitable, as_completed};
+///
+/// let executor = ThreadPoolExecutor::new(2);
+/// let number = executor.spawn(|| 7_u64);
+/// let text = executor.spawn(|| String::from("seven"));
+/// let both: [&dyn Waitable; 2] = [&number, &text];
+/// assert_eq!(as_completed(both).count(), 2);
+/// assert_eq!(text.result().unwrap(), "seven");
+/// ```
+pub trait Waitable {
+    /// The future's current state.
+    fn state(&self) -> State;
+
+    /// True if the future finished or was cancelled.
+    fn done(&self) -> bool {
+        matches!(self.state(), State::Finished | State::Cancelled)
+    }
+
+    /// True if the future finished with an error (a cancelled one has not failed).
+    fn failed(&self) -> bool;
+
+    #[doc(hidden)]
+    fn __id(&self) -> usize;
+
+    #[doc(hidden)]
+    fn __subscribe(&self, set: &Arc<WaitSet>, key: usize);
+
+    #[doc(hidden)]
+    fn __unsubscribe(&self, set: &Arc<WaitSet>);
+}
+
+impl<T> Waitable for Future<T> {
+    fn state(&self) -> State {
+        Future::state(self)
+    }
+
+    fn done(&self) -> bool {
+        Future::done(self)
+    }
+
+    fn failed(&self) -> bool {
+        self.has_error()
+    }
+
+    fn __id(&self) -> usize {
+        self.id()
+    }
+
+    fn __subscribe(&self, set: &Arc<WaitSet>, key: usize) {
+        self.subscribe(set, key);
+    }
+
+    fn __unsubscribe(&self, set: &Arc<WaitSet>) {
+        self.unsubscribe(set);
+    }
+}
+
+macro_rules! forward_waitable {
+    ($($pointer:ty),*) => {$(
+        impl<W: Waitable + ?Sized> Waitable for $pointer {
+            fn state(&self) -> State {
+                (**self).state()
+            }
+
+            fn done(&self) -> bool {
+                (**self).done()
+            }
+
+            fn failed(&self) -> bool {
+                (**self).failed()
+            }
+
+            fn __id(&self) -> usize {
+                (**self).__id()
+            }
+
+            fn __subscribe(&self, set: &Arc<WaitSet>, key: usize) {
+                (**self).__subscribe(set, key);
+            }
+
+            fn __unsubscribe(&self, set: &Arc<WaitSet>) {
+                (**self).__unsubscribe(set);
+            }
+        }
+    )*};
+}
+
+forward_waitable!(&W, &mut W, Box<W>, Arc<W>);

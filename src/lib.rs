@@ -1,0 +1,115 @@
+//! Python's `concurrent.futures`, done the Rust way.
+//!
+//! `#[task]` turns an ordinary function into a serializable task type; an executor runs it and
+//! hands back a typed [`Future`]; [`as_completed`], [`wait`] and [`join_completed!`] consume
+//! results as they finish.
+//!
+//! ```
+//! use concurrent_futures::{ThreadPoolExecutor, as_completed, task};
+//!
+//! #[task]
+//! fn square_number(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! concurrent_futures::init(); // first line of `main`: where a worker process enters
+//! let executor = ThreadPoolExecutor::new(3);
+//! let futures: Vec<_> = (0..10).map(|i| executor.submit(square_number(i))).collect();
+//! let mut results: Vec<u64> = as_completed(&futures).map(|f| f.result().unwrap()).collect();
+//! results.sort();
+//! assert_eq!(results, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+//! // dropping the executor waits for its work, like leaving Python's `with` block
+//! ```
+//!
+//! # How it maps to Python
+//!
+//! | Python | here |
+//! |---|---|
+//! | `executor.submit(fn, *args)` | `executor.submit(task_fn(args))` for `#[task]` functions; `executor.spawn(closure)` on the thread pool |
+//! | `future.result(timeout)` | [`Future::result`], [`Future::result_timeout`], [`Future::into_result`] |
+//! | `future.exception(timeout)` | [`Future::error`], [`Future::error_timeout`] |
+//! | `executor.map(fn, iterable, timeout=, buffersize=)` | [`Executor::map`], [`Executor::map_with`] and [`MapOptions`] |
+//! | `as_completed(fs, timeout)` | [`as_completed`], [`as_completed_timeout`] |
+//! | `wait(fs, timeout, return_when)` | [`wait`] with [`ReturnWhen`] |
+//! | `with Executor() as e:` | the executor's `Drop`, which is `shutdown(wait = true)` |
+//! | exceptions | one [`Error`] enum |
+//!
+//! Where this crate differs on purpose:
+//!
+//! - A cancelled future counts as done for [`wait`] and [`as_completed`] the moment
+//!   [`Future::cancel`] returns `true`. CPython counts it only once its executor notices, which
+//!   can hang a waiter (gh-92001, gh-109934).
+//! - `map` yields a failed call's error at its position and goes on (Python 3.15's behaviour).
+//! - A task returning `Result<T, E>` resolves its future to `Ok(Err(e))`: the task's own error
+//!   is typed data, distinct from the executor's [`Error`].
+//!
+//! # `join_completed!`
+//!
+//! Over a collection, it is an iterator of results in completion order:
+//!
+//! ```
+//! use concurrent_futures::{ThreadPoolExecutor, join_completed, task};
+//! # #[task] fn square_number(x: u64) -> u64 { x * x }
+//! let executor = ThreadPoolExecutor::new(2);
+//! let futures: Vec<_> = (1..=3).map(|i| executor.submit(square_number(i))).collect();
+//! let total: u64 = join_completed!(futures).map(|r| r.unwrap()).sum();
+//! assert_eq!(total, 14);
+//! ```
+//!
+//! Over futures of different types, one arm each; the arm bodies run in completion order
+//! inside the caller, so `?` and `return` work, and the value is the tuple of the arms' values
+//! in written order:
+//!
+//! ```
+//! use concurrent_futures::{Error, ThreadPoolExecutor, join_completed, task};
+//! # #[task] fn square_number(x: u64) -> u64 { x * x }
+//! #[task]
+//! fn is_prime(n: u64) -> bool {
+//!     n > 1 && (2..n).take_while(|d| d * d <= n).all(|d| n % d != 0)
+//! }
+//!
+//! fn run() -> Result<(u64, bool), Error> {
+//!     let executor = ThreadPoolExecutor::new(2);
+//!     let (sq, prime) = join_completed! {
+//!         s = executor.submit(square_number(4)) => s?,
+//!         p = executor.submit(is_prime(97)) => p?,
+//!     };
+//!     Ok((sq, prime))
+//! }
+//! assert_eq!(run().unwrap(), (16, true));
+//! ```
+//!
+//! An arm's `break` or `continue` would act on the macro's own loop; leave arms with `?` or
+//! `return`.
+
+pub use concurrent_futures_macros::task;
+pub use concurrent_futures_runtime::{
+    AsCompleted, AsCompletedTimeout, AwaitFuture, DoneAndNotDone, DuplicateTaskName, Error, Executor, Future,
+    InitResult, Map, MapOptions, ReturnWhen, State, Task, ThreadPoolBuilder, ThreadPoolExecutor, Waitable,
+    as_completed, as_completed_timeout, check_task_names, init, wait,
+};
+
+/// Consumes futures as they complete; see the [crate docs](crate#join_completed).
+///
+/// - `join_completed!(futures)` and `join_completed!(futures, timeout = duration)`: an iterator
+///   of `Result<T, Error>` in completion order. With a timeout, the iterator's last item is
+///   `Err(Error::Timeout { .. })` if time runs out.
+/// - `join_completed! { name = future => body, ... }`: runs each body, with `name` bound to that
+///   future's `Result<T, Error>`, as the future completes; evaluates to the tuple of the bodies'
+///   values in written order.
+#[macro_export]
+macro_rules! join_completed {
+    ($($input:tt)*) => {
+        $crate::__private::join_completed_impl! { $crate; $($input)* }
+    };
+}
+
+/// What generated code names. Not public API: no stability promise.
+#[doc(hidden)]
+pub mod __private {
+    pub use ::inventory;
+    pub use ::serde;
+    pub use ::typetag;
+    pub use concurrent_futures_macros::join_completed_impl;
+    pub use concurrent_futures_runtime::__private::*;
+}

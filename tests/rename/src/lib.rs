@@ -1,0 +1,1 @@
+//! Uses the facade through a renamed dependency.
