@@ -1,0 +1,8 @@
+use concurrent_futures::task;
+
+#[task]
+async fn fetch(url: String) -> String {
+    url
+}
+
+fn main() {}
