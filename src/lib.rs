@@ -84,9 +84,10 @@
 
 pub use concurrent_futures_macros::task;
 pub use concurrent_futures_runtime::{
-    AsCompleted, AsCompletedTimeout, AwaitFuture, DoneAndNotDone, DuplicateTaskName, Error, Executor, Future,
-    InitResult, Map, MapOptions, ReturnWhen, State, Task, ThreadPoolBuilder, ThreadPoolExecutor, Waitable,
-    as_completed, as_completed_timeout, check_task_names, init, wait,
+    AsCompleted, AsCompletedTimeout, AwaitFuture, DoneAndNotDone, DuplicateTaskName, Error,
+    Executor, Future, InitResult, Map, MapOptions, ProcessPoolBuilder, ProcessPoolExecutor,
+    ReturnWhen, State, Task, ThreadPoolBuilder, ThreadPoolExecutor, Waitable, as_completed,
+    as_completed_timeout, check_task_names, init, wait,
 };
 
 /// Consumes futures as they complete; see the [crate docs](crate#join_completed).
@@ -101,6 +102,35 @@ pub use concurrent_futures_runtime::{
 macro_rules! join_completed {
     ($($input:tt)*) => {
         $crate::__private::join_completed_impl! { $crate; $($input)* }
+    };
+}
+
+/// Lets the test binaries of a crate serve as process-pool workers: one line per test crate,
+/// at its root (an integration test file, or the crate root of unit tests).
+///
+/// ```ignore
+/// concurrent_futures::enable_test_support!();
+/// ```
+///
+/// The test harness owns `main`, so there is no place for [`init`]. This defines a hidden test
+/// that a worker process is started into (`<test binary> <hidden test> --exact`), where it
+/// runs the worker loop; in a normal test run that test does nothing. Works with `cargo test`
+/// and cargo-nextest.
+#[macro_export]
+macro_rules! enable_test_support {
+    () => {
+        #[test]
+        #[doc(hidden)]
+        fn __concurrent_futures_worker_entry() {
+            $crate::__private::test_worker_entry();
+        }
+
+        $crate::__private::inventory::submit! {
+            $crate::__private::TestWorkerEntry::new(
+                ::core::module_path!(),
+                "__concurrent_futures_worker_entry",
+            )
+        }
     };
 }
 

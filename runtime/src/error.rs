@@ -9,7 +9,7 @@ use std::time::Duration;
 /// [`Future::result`](crate::Future::result) hands the same outcome to every caller.
 ///
 /// Match on the variants, or use the `is_*` predicates where only the kind matters.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum Error {
     /// The future was cancelled before it started.

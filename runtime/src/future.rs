@@ -66,7 +66,9 @@ enum Phase<T> {
     Pending,
     Running,
     /// `notified` is Python's CANCELLED_AND_NOTIFIED: the executor has seen the cancellation.
-    Cancelled { notified: bool },
+    Cancelled {
+        notified: bool,
+    },
     /// `Ok(None)`: the value was moved out by `into_result`.
     Finished(Result<Option<T>, Error>),
 }

@@ -5,21 +5,23 @@
 //! trait and a flat public surface.
 
 #![deny(unsafe_code)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 mod error;
 mod executor;
 mod future;
-mod init;
+mod process;
 mod sync;
 mod task;
 mod unwind;
 mod waiting;
 
 pub use error::{DuplicateTaskName, Error};
+pub use executor::process_pool::{ProcessPoolBuilder, ProcessPoolExecutor};
 pub use executor::thread_pool::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use executor::{Executor, Map, MapOptions};
 pub use future::{AwaitFuture, Future, State};
-pub use init::init;
+pub use process::entry::init;
 pub use task::{ErasedTask, Task, check_task_names};
 pub use waiting::{
     AsCompleted, AsCompletedTimeout, DoneAndNotDone, ReturnWhen, Waitable, as_completed,
@@ -31,6 +33,7 @@ pub use waiting::{
 pub mod __private {
     pub use crate::error::Error;
     pub use crate::future::Future;
+    pub use crate::process::entry::{TestWorkerEntry, test_worker_entry};
     pub use crate::task::{ErasedTask, Task, TaskRegistration, run_encoded};
     pub use crate::waiting::join::{completion_order, join_collection, waitable};
     pub use crate::waiting::{WaitSet, Waitable};

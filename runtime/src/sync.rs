@@ -9,5 +9,7 @@ pub(crate) use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// Locks, ignoring poison: no user code runs while these locks are held, so a poisoned lock
 /// still guards consistent data.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

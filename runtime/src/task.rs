@@ -73,6 +73,14 @@ impl TaskRegistration {
     pub const fn new(name: &'static str, type_path: &'static str) -> Self {
         Self { name, type_path }
     }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    pub(crate) fn type_path(&self) -> &'static str {
+        self.type_path
+    }
 }
 
 inventory::collect!(TaskRegistration);

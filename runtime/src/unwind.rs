@@ -23,7 +23,9 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> Result<R, Error> {
     let outcome = panic::catch_unwind(AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(was_catching));
     outcome.map_err(|payload| {
-        let (location, backtrace) = LAST_PANIC.with(|p| p.borrow_mut().take()).unwrap_or_default();
+        let (location, backtrace) = LAST_PANIC
+            .with(|p| p.borrow_mut().take())
+            .unwrap_or_default();
         Error::Panicked {
             message: payload_message(payload.as_ref()),
             location,
@@ -54,8 +56,8 @@ fn install_hook() {
             if CATCHING.with(Cell::get) {
                 let location = info.location().map(|l| l.to_string());
                 let backtrace = Backtrace::capture();
-                let backtrace =
-                    (backtrace.status() == BacktraceStatus::Captured).then(|| backtrace.to_string());
+                let backtrace = (backtrace.status() == BacktraceStatus::Captured)
+                    .then(|| backtrace.to_string());
                 LAST_PANIC.with(|p| *p.borrow_mut() = Some((location, backtrace)));
             }
             previous(info);

@@ -1,6 +1,7 @@
 //! The `Executor` trait every pool implements, and the `map` that all of them share.
 
 mod map;
+pub(crate) mod process_pool;
 pub(crate) mod thread_pool;
 
 pub use map::{Map, MapOptions};

@@ -1,8 +1,8 @@
 //! `ThreadPoolExecutor`: tasks run on a lazily grown set of threads in this process.
 
 use std::fmt;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -63,7 +63,9 @@ struct Job(Box<dyn FnOnce(Directive<'_>) + Send>);
 enum Directive<'a> {
     /// Run the task; call `mark_idle` after it ran and before its future completes, so that
     /// whoever wakes up on the result and submits again finds this thread idle.
-    Run { mark_idle: &'a dyn Fn() },
+    Run {
+        mark_idle: &'a dyn Fn(),
+    },
     Fail(Error),
     Cancel,
 }
@@ -188,7 +190,10 @@ impl ThreadPoolBuilder {
         }
         let thread_name_prefix = self.thread_name_prefix.unwrap_or_else(|| {
             static POOLS: AtomicUsize = AtomicUsize::new(0);
-            format!("ThreadPoolExecutor-{}", POOLS.fetch_add(1, Ordering::Relaxed))
+            format!(
+                "ThreadPoolExecutor-{}",
+                POOLS.fetch_add(1, Ordering::Relaxed)
+            )
         });
         let (sender, receiver) = crossbeam_channel::unbounded();
         Ok(ThreadPoolExecutor {
@@ -346,7 +351,10 @@ impl ThreadPoolExecutor {
         }
         let name = format!("{}_{}", self.shared.thread_name_prefix, threads.len());
         let shared = Arc::clone(&self.shared);
-        match thread::Builder::new().name(name).spawn(move || shared.work()) {
+        match thread::Builder::new()
+            .name(name)
+            .spawn(move || shared.work())
+        {
             Ok(handle) => threads.push(handle),
             Err(error) if threads.is_empty() => {
                 drop(threads);

@@ -3,8 +3,8 @@
 mod as_completed;
 mod completions;
 pub(crate) mod join;
-mod wait_set;
 mod wait;
+mod wait_set;
 
 pub use as_completed::{AsCompleted, AsCompletedTimeout, as_completed, as_completed_timeout};
 pub use wait::{DoneAndNotDone, ReturnWhen, wait};

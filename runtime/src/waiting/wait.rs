@@ -45,7 +45,11 @@ pub struct DoneAndNotDone<W> {
 /// assert_eq!(split.done.len(), 1);
 /// assert_eq!(split.not_done.len(), 1);
 /// ```
-pub fn wait<I>(futures: I, return_when: ReturnWhen, timeout: Option<Duration>) -> DoneAndNotDone<I::Item>
+pub fn wait<I>(
+    futures: I,
+    return_when: ReturnWhen,
+    timeout: Option<Duration>,
+) -> DoneAndNotDone<I::Item>
 where
     I: IntoIterator,
     I::Item: Waitable,

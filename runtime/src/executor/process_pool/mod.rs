@@ -1,0 +1,393 @@
+//! `ProcessPoolExecutor`: tasks run in worker processes that are this program started again.
+
+mod scheduler;
+mod worker;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use scheduler::{Effects, Job, Scheduler};
+
+use super::{Executor, Map, MapOptions};
+use crate::error::Error;
+use crate::future::Future;
+use crate::process::wire::MAX_FRAME;
+use crate::sync::Arc;
+use crate::task::{ErasedTask, Task};
+
+/// How many jobs a busy worker may hold beyond the one it runs, once every worker is busy:
+/// enough that tiny tasks are not bound by one round trip each.
+const DEFAULT_PIPELINE_DEPTH: usize = 16;
+
+/// Runs `#[task]` values in up to `max_workers` worker processes, each this program started
+/// again and entering through [`init`](crate::init).
+///
+/// Python's `ProcessPoolExecutor`, and better where it counts:
+///
+/// - a worker that dies (abort, segfault, `process::exit`, kill, out of memory) fails only
+///   the task it was running, with [`Error::WorkerDied`]; it is replaced and the tasks it had
+///   not started run elsewhere (Python breaks the whole pool);
+/// - a task's own timeout (`#[task(timeout = "10s")]`, [`submit_with_timeout`](Self::submit_with_timeout)
+///   or the builder's default) kills and replaces its worker and fails it with
+///   [`Error::TaskTimedOut`];
+/// - a panic comes back as [`Error::Panicked`] with its message and location, the worker
+///   lives on.
+///
+/// Tasks, arguments and results travel as postcard frames on a socket each worker inherits,
+/// never on stdout or stderr, so a task's `println!` reaches the terminal untouched.
+///
+/// ```no_run
+/// use concurrent_futures::{ProcessPoolExecutor, as_completed, task};
+///
+/// #[task]
+/// fn square_number(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// fn main() {
+///     concurrent_futures::init(); // workers enter here and never return
+///     let executor = ProcessPoolExecutor::new(2);
+///     let futures: Vec<_> = (0..10).map(|i| executor.submit(square_number(i))).collect();
+///     for future in as_completed(&futures) {
+///         println!("{}", future.result().unwrap());
+///     }
+/// }
+/// ```
+pub struct ProcessPoolExecutor {
+    scheduler: Arc<Scheduler>,
+    next_id: AtomicU64,
+}
+
+/// What every part of the pool reads and nothing changes.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) max_workers: usize,
+    pub(crate) max_tasks_per_child: Option<usize>,
+    pub(crate) pipeline_depth: usize,
+    /// The encoded initializer task, run first in every worker.
+    pub(crate) initializer: Option<Vec<u8>>,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) executable: Option<PathBuf>,
+}
+
+/// Builds a [`ProcessPoolExecutor`] with Python's options and a default task timeout.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use concurrent_futures::{ProcessPoolExecutor, task};
+///
+/// #[task]
+/// fn warm_cache() {}
+///
+/// let executor = ProcessPoolExecutor::builder()
+///     .max_workers(4)
+///     .max_tasks_per_child(1000)
+///     .initializer(warm_cache())
+///     .task_timeout(Duration::from_secs(60))
+///     .build()
+///     .unwrap();
+/// # drop(executor);
+/// ```
+#[must_use = "call build() to get the executor"]
+#[derive(Debug, Default)]
+pub struct ProcessPoolBuilder {
+    max_workers: Option<usize>,
+    max_tasks_per_child: Option<usize>,
+    pipeline_depth: Option<usize>,
+    initializer: Option<Result<Vec<u8>, Error>>,
+    task_timeout: Option<Duration>,
+    executable: Option<PathBuf>,
+}
+
+impl ProcessPoolBuilder {
+    /// The most worker processes; default: the available parallelism.
+    pub fn max_workers(mut self, max_workers: usize) -> Self {
+        self.max_workers = Some(max_workers);
+        self
+    }
+
+    /// A worker exits after this many tasks and a fresh one replaces it (Python's
+    /// `max_tasks_per_child`): a bound on what a leaky task can accumulate.
+    pub fn max_tasks_per_child(mut self, max_tasks: usize) -> Self {
+        self.max_tasks_per_child = Some(max_tasks);
+        self
+    }
+
+    /// A `#[task]` value run first in every new worker. If it fails (panics), the pool is
+    /// broken: queued and later futures fail with [`Error::Broken`] naming the reason.
+    pub fn initializer<T: Task>(mut self, initializer: T) -> Self {
+        self.initializer = Some(encode_task(&initializer));
+        self
+    }
+
+    /// The timeout of tasks that have none of their own (`#[task(timeout = ...)]`).
+    pub fn task_timeout(mut self, timeout: Duration) -> Self {
+        self.task_timeout = Some(timeout);
+        self
+    }
+
+    /// How many tasks a busy worker may hold queued once every worker is busy; default 16.
+    /// Higher favours throughput of tiny tasks, 1 favours spreading long ones.
+    pub fn pipeline_depth(mut self, depth: usize) -> Self {
+        self.pipeline_depth = Some(depth);
+        self
+    }
+
+    /// Starts workers from this executable instead of the current one. It must be the same
+    /// build: a worker from another build refuses the handshake and the pool is broken.
+    pub fn executable(mut self, path: impl Into<PathBuf>) -> Self {
+        self.executable = Some(path.into());
+        self
+    }
+
+    /// The executor; no worker starts until the first submit.
+    ///
+    /// Fails with [`Error::InvalidArgument`] for zero workers, a zero `max_tasks_per_child` or
+    /// pipeline depth, and with [`Error::Serialization`] if the initializer cannot be encoded.
+    pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
+        let invalid = |message: &str| {
+            Err(Error::InvalidArgument {
+                message: message.to_owned(),
+            })
+        };
+        let max_workers = self.max_workers.unwrap_or_else(default_max_workers);
+        if max_workers == 0 {
+            return invalid("max_workers must be greater than 0");
+        }
+        if self.max_tasks_per_child == Some(0) {
+            return invalid("max_tasks_per_child must be >= 1");
+        }
+        let pipeline_depth = self.pipeline_depth.unwrap_or(DEFAULT_PIPELINE_DEPTH);
+        if pipeline_depth == 0 {
+            return invalid("pipeline_depth must be >= 1");
+        }
+        let initializer = self.initializer.transpose()?;
+        Ok(ProcessPoolExecutor {
+            scheduler: Arc::new(Scheduler::new(Config {
+                max_workers,
+                max_tasks_per_child: self.max_tasks_per_child,
+                pipeline_depth,
+                initializer,
+                task_timeout: self.task_timeout,
+                executable: self.executable,
+            })),
+            next_id: AtomicU64::new(worker::INITIALIZER_ID + 1),
+        })
+    }
+}
+
+fn default_max_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The typetag form of a task, as a worker decodes it.
+fn encode_task<T: Task>(task: &T) -> Result<Vec<u8>, Error> {
+    let erased: &dyn ErasedTask = task;
+    let payload = postcard::to_stdvec(erased).map_err(|e| Error::Serialization {
+        message: format!("cannot encode the arguments of task `{}`: {e}", T::NAME),
+    })?;
+    // Room for the frame header: the frame, not just the payload, must fit.
+    if payload.len() > MAX_FRAME - 64 {
+        return Err(Error::Serialization {
+            message: format!(
+                "the arguments of task `{}` take {} bytes, over the {MAX_FRAME}-byte frame limit",
+                T::NAME,
+                payload.len()
+            ),
+        });
+    }
+    Ok(payload)
+}
+
+impl ProcessPoolExecutor {
+    /// A pool of at most `max_workers` worker processes.
+    ///
+    /// # Panics
+    ///
+    /// If `max_workers` is zero; [`builder`](Self::builder) returns the error instead.
+    pub fn new(max_workers: usize) -> Self {
+        Self::builder()
+            .max_workers(max_workers)
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A builder for the other options.
+    pub fn builder() -> ProcessPoolBuilder {
+        ProcessPoolBuilder::default()
+    }
+
+    /// The most worker processes this pool runs.
+    pub fn max_workers(&self) -> usize {
+        self.scheduler.config.max_workers
+    }
+
+    /// The process ids of the live workers.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .scheduler
+            .lock()
+            .workers
+            .values()
+            .map(|w| w.pid)
+            .collect();
+        pids.sort_unstable();
+        pids
+    }
+
+    /// Schedules a `#[task]` value in a worker process; see [`Executor::submit`]. Its timeout
+    /// is the task's own (`#[task(timeout = ...)]`), else the pool's default.
+    pub fn submit<T: Task>(&self, task: T) -> Future<T::Output> {
+        let timeout = task.timeout().or(self.scheduler.config.task_timeout);
+        self.submit_job(&task, timeout)
+    }
+
+    /// Like [`submit`](Self::submit), with this call's own timeout: once the task has run
+    /// this long, its worker is killed and replaced and the future fails with
+    /// [`Error::TaskTimedOut`].
+    pub fn submit_with_timeout<T: Task>(&self, task: T, timeout: Duration) -> Future<T::Output> {
+        self.submit_job(&task, Some(timeout))
+    }
+
+    fn submit_job<T: Task>(&self, task: &T, timeout: Option<Duration>) -> Future<T::Output> {
+        let payload = match encode_task(task) {
+            Ok(payload) => payload,
+            Err(error) => return Future::failed(error),
+        };
+        let future = Future::new();
+        self.scheduler.enqueue(Job {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            payload,
+            timeout,
+            future: Box::new(future.clone()),
+        });
+        future
+    }
+
+    /// See [`Executor::map`].
+    pub fn map<I, F, T>(&self, f: F, inputs: I) -> Map<'_, Self, I::IntoIter, F, T>
+    where
+        I: IntoIterator,
+        F: FnMut(I::Item) -> T,
+        T: Task,
+    {
+        Executor::map(self, f, inputs)
+    }
+
+    /// See [`Executor::map_with`].
+    pub fn map_with<I, F, T>(
+        &self,
+        f: F,
+        inputs: I,
+        options: MapOptions,
+    ) -> Map<'_, Self, I::IntoIter, F, T>
+    where
+        I: IntoIterator,
+        F: FnMut(I::Item) -> T,
+        T: Task,
+    {
+        Executor::map_with(self, f, inputs, options)
+    }
+
+    /// See [`Executor::shutdown`]. With `wait`, returns once every worker has exited and been
+    /// reaped and every thread of the pool has ended.
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let mut state = self.scheduler.lock();
+        state.shut_down = true;
+        let effects = Effects {
+            cancel: if cancel_futures {
+                state.pending.drain(..).collect()
+            } else {
+                Vec::new()
+            },
+            ..Effects::default()
+        };
+        drop(state);
+        self.scheduler.work.notify_all();
+        self.scheduler.deadlines.notify_all();
+        self.scheduler.apply(effects);
+        if wait {
+            self.join_threads();
+        }
+    }
+
+    /// Joins the pool's threads until none is left: a worker replaced during shutdown adds
+    /// threads of its own.
+    fn join_threads(&self) {
+        loop {
+            let threads = std::mem::take(&mut self.scheduler.lock().threads);
+            if threads.is_empty() {
+                return;
+            }
+            let me = std::thread::current().id();
+            for handle in threads {
+                if handle.thread().id() != me {
+                    let _ = handle.join();
+                }
+            }
+        }
+    }
+
+    /// Python 3.14's `terminate_workers`: shuts down without waiting, cancels what has not
+    /// started, and sends SIGTERM to every worker. Running tasks fail with
+    /// [`Error::WorkerDied`].
+    pub fn terminate_workers(&self) {
+        self.signal_workers(libc::SIGTERM);
+    }
+
+    /// Python 3.14's `kill_workers`: like [`terminate_workers`](Self::terminate_workers) with
+    /// SIGKILL, which a task cannot ignore.
+    pub fn kill_workers(&self) {
+        self.signal_workers(libc::SIGKILL);
+    }
+
+    fn signal_workers(&self, signal: libc::c_int) {
+        self.shutdown(false, true);
+        let mut state = self.scheduler.lock();
+        for slot in state.workers.values_mut() {
+            slot.doom.get_or_insert(scheduler::Doom::Killed);
+            scheduler::signal(slot.pid, signal);
+        }
+    }
+}
+
+impl Executor for ProcessPoolExecutor {
+    fn submit<T: Task>(&self, task: T) -> Future<T::Output> {
+        ProcessPoolExecutor::submit(self, task)
+    }
+
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        ProcessPoolExecutor::shutdown(self, wait, cancel_futures);
+    }
+}
+
+impl Default for ProcessPoolExecutor {
+    /// A pool with one worker per available core.
+    fn default() -> Self {
+        Self::builder()
+            .build()
+            .expect("the default options are valid")
+    }
+}
+
+/// Leaving scope waits for the submitted work and reaps every worker: `shutdown(wait = true)`.
+impl Drop for ProcessPoolExecutor {
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+impl fmt::Debug for ProcessPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.scheduler.lock();
+        f.debug_struct("ProcessPoolExecutor")
+            .field("max_workers", &self.scheduler.config.max_workers)
+            .field("workers", &state.workers.len())
+            .field("pending", &state.pending.len())
+            .field("shut_down", &state.shut_down)
+            .field("broken", &state.broken)
+            .finish()
+    }
+}

@@ -1,0 +1,368 @@
+//! The process pool's shared state: the queue of jobs, the live workers and what each has in
+//! flight, and the rules for starting, replacing and giving up on workers.
+
+use std::collections::{HashMap, VecDeque};
+use std::process::ExitStatus;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+
+use super::Config;
+use crate::error::Error;
+use crate::future::Future;
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard, lock};
+
+/// After this many workers in a row die before their handshake, the pool stops starting more:
+/// the program is almost certainly missing `init()`, and respawning would fork-bomb.
+const HANDSHAKE_FAILURES_BEFORE_BROKEN: usize = 3;
+
+/// One submitted call, encoded and waiting for (or sent to) a worker.
+pub(super) struct Job {
+    pub(super) id: u64,
+    pub(super) payload: Vec<u8>,
+    pub(super) timeout: Option<Duration>,
+    pub(super) future: Box<dyn Completion>,
+}
+
+/// The future of a job, with its output type erased: the scheduler completes it from bytes.
+pub(super) trait Completion: Send {
+    /// Python's `set_running_or_notify_cancel`: false if the user cancelled it.
+    fn start(&self) -> bool;
+    /// Decodes the worker's output and completes the future with it.
+    fn succeed(&self, output: &[u8]);
+    fn fail(&self, error: Error);
+    fn cancel(&self);
+}
+
+impl<T: DeserializeOwned + Send + 'static> Completion for Future<T> {
+    fn start(&self) -> bool {
+        // A future already running was started once and came back from a dead worker.
+        self.set_running_or_notify_cancel().unwrap_or(true)
+    }
+
+    fn succeed(&self, output: &[u8]) {
+        let _ = match postcard::from_bytes::<T>(output) {
+            Ok(value) => self.set_result(value),
+            Err(error) => self.set_exception(Error::Serialization {
+                message: format!(
+                    "cannot decode the result as `{}`: {error}",
+                    std::any::type_name::<T>()
+                ),
+            }),
+        };
+    }
+
+    fn fail(&self, error: Error) {
+        let _ = self.set_exception(error);
+    }
+
+    fn cancel(&self) {
+        Future::cancel(self);
+        let _ = self.set_running_or_notify_cancel();
+    }
+}
+
+/// Why the pool killed a worker, so that its running task fails with the right error.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Doom {
+    TimedOut(Duration),
+    Killed,
+}
+
+/// A live worker, as the scheduler sees it.
+pub(super) struct Slot {
+    pub(super) pid: u32,
+    /// Sent and not yet answered, oldest first; the worker runs them in this order.
+    pub(super) in_flight: VecDeque<Job>,
+    /// The worker reported that it started `in_flight[0]`.
+    pub(super) front_started: bool,
+    /// When `in_flight[0]` runs out of time, if it has a timeout.
+    pub(super) deadline: Option<(Instant, Duration)>,
+    pub(super) ready: bool,
+    /// Jobs sent over this worker's life, against `max_tasks_per_child`.
+    pub(super) sent: usize,
+    pub(super) exit_sent: bool,
+    pub(super) doom: Option<Doom>,
+}
+
+pub(super) struct State {
+    pub(super) pending: VecDeque<Job>,
+    pub(super) workers: HashMap<u64, Slot>,
+    /// Workers being spawned, counted so that a burst of submits does not overshoot.
+    pub(super) starting: usize,
+    pub(super) next_worker: u64,
+    pub(super) shut_down: bool,
+    pub(super) broken: Option<String>,
+    /// Workers that died before their handshake since the last one that completed it.
+    pub(super) handshake_failures: usize,
+    pub(super) threads: Vec<JoinHandle<()>>,
+    pub(super) supervisor_running: bool,
+}
+
+/// What the executor handle and the worker threads share.
+pub(super) struct Scheduler {
+    pub(super) config: Config,
+    pub(super) state: Mutex<State>,
+    /// Writers wait here for jobs, credit, or the end.
+    pub(super) work: Condvar,
+    /// The timeout supervisor waits here for the next deadline.
+    pub(super) deadlines: Condvar,
+}
+
+/// What to do once the lock is released.
+#[derive(Default)]
+#[must_use]
+pub(super) struct Effects {
+    pub(super) spawn: usize,
+    pub(super) fail: Vec<(Job, Error)>,
+    pub(super) cancel: Vec<Job>,
+}
+
+impl Scheduler {
+    pub(super) fn new(config: Config) -> Self {
+        Self {
+            config,
+            state: Mutex::new(State {
+                pending: VecDeque::new(),
+                workers: HashMap::new(),
+                starting: 0,
+                next_worker: 0,
+                shut_down: false,
+                broken: None,
+                handshake_failures: 0,
+                threads: Vec::new(),
+                supervisor_running: false,
+            }),
+            work: Condvar::new(),
+            deadlines: Condvar::new(),
+        }
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// Queues a job, or fails it if the pool takes no more work.
+    pub(super) fn enqueue(self: &Arc<Self>, job: Job) {
+        let mut state = self.lock();
+        let refusal = if state.shut_down {
+            Some(Error::ShutDown)
+        } else {
+            state.broken.as_ref().map(|reason| Error::Broken {
+                reason: reason.clone(),
+            })
+        };
+        if let Some(error) = refusal {
+            drop(state);
+            return job.future.fail(error);
+        }
+        state.pending.push_back(job);
+        let effects = Effects {
+            spawn: self.workers_to_start(&mut state),
+            ..Effects::default()
+        };
+        drop(state);
+        self.work.notify_all();
+        self.apply(effects);
+    }
+
+    /// Python's rule, with pipelining in mind: start a worker while there are more queued jobs
+    /// than idle or starting workers to take them, up to `max_workers`.
+    pub(super) fn workers_to_start(&self, state: &mut State) -> usize {
+        if state.broken.is_some() {
+            return 0;
+        }
+        let idle = state
+            .workers
+            .values()
+            .filter(|w| w.in_flight.is_empty() && w.doom.is_none())
+            .count();
+        let live = state.workers.len() + state.starting;
+        let wanted = state.pending.len().saturating_sub(idle + state.starting);
+        let room = self.config.max_workers.saturating_sub(live);
+        let spawn = wanted.min(room);
+        state.starting += spawn;
+        spawn
+    }
+
+    /// May the writer of `slot` send it another job now? A worker with nothing takes work;
+    /// a busy one takes more (pipelining) only while no idle or starting worker could, so that
+    /// long tasks spread out and tiny ones are not bound by one round trip each.
+    pub(super) fn credit(&self, state: &State, slot: &Slot) -> bool {
+        if slot.doom.is_some() || slot.exit_sent {
+            return false;
+        }
+        if let Some(max) = self.config.max_tasks_per_child {
+            if slot.sent >= max {
+                return false;
+            }
+        }
+        if slot.in_flight.is_empty() {
+            return true;
+        }
+        if slot.in_flight.len() >= self.config.pipeline_depth {
+            return false;
+        }
+        let others_free = state.starting > 0
+            || state
+                .workers
+                .values()
+                .any(|w| w.in_flight.is_empty() && w.doom.is_none() && !w.exit_sent);
+        let full = state.workers.len() + state.starting >= self.config.max_workers;
+        full && !others_free
+    }
+
+    /// Marks the pool broken and hands back every queued job to fail.
+    pub(super) fn break_pool(&self, state: &mut State, reason: String) -> Vec<(Job, Error)> {
+        tracing::error!(target: "concurrent_futures", %reason, "process pool is broken");
+        let reason = state.broken.get_or_insert(reason).clone();
+        state
+            .pending
+            .drain(..)
+            .map(|job| {
+                (
+                    job,
+                    Error::Broken {
+                        reason: reason.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// A worker is gone: fail the task it was running, put back the ones it had not started,
+    /// and decide whether to replace it.
+    /// Takes a worker whose stream ended out of the table, before it is reaped: from then on
+    /// nothing signals its pid, which the system may reuse once it is reaped.
+    pub(super) fn detach(&self, worker: u64) -> Option<Slot> {
+        self.lock().workers.remove(&worker)
+    }
+
+    /// A detached worker has been reaped with `status`.
+    pub(super) fn worker_exited(
+        self: &Arc<Self>,
+        mut slot: Slot,
+        status: Option<ExitStatus>,
+        refused: Option<String>,
+    ) {
+        use std::os::unix::process::ExitStatusExt;
+
+        let mut state = self.lock();
+        let mut effects = Effects::default();
+        if let Some(job) = slot
+            .front_started
+            .then(|| slot.in_flight.pop_front())
+            .flatten()
+        {
+            let error = match slot.doom {
+                Some(Doom::TimedOut(timeout)) => Error::TaskTimedOut { timeout },
+                Some(Doom::Killed) | None => Error::WorkerDied {
+                    pid: slot.pid,
+                    exit_code: status.and_then(|s| s.code()),
+                    signal: status.and_then(|s| s.signal()),
+                },
+            };
+            effects.fail.push((job, error));
+        }
+        // Not started: they run elsewhere, ahead of newer work.
+        while let Some(job) = slot.in_flight.pop_back() {
+            state.pending.push_front(job);
+        }
+
+        if let Some(reason) = refused {
+            effects.fail.extend(self.break_pool(&mut state, reason));
+        } else if !slot.ready {
+            state.handshake_failures += 1;
+            if state.handshake_failures >= HANDSHAKE_FAILURES_BEFORE_BROKEN
+                && state.workers.values().all(|w| !w.ready)
+            {
+                let how = status.map_or_else(|| "ended".to_owned(), |s| s.to_string());
+                let reason = format!(
+                    "{} worker processes in a row exited before their handshake (the last, pid \
+                     {}, {how}); call concurrent_futures::init() first in main, or \
+                     concurrent_futures::enable_test_support!() in a test crate",
+                    state.handshake_failures, slot.pid
+                );
+                effects.fail.extend(self.break_pool(&mut state, reason));
+            }
+        }
+        if let Some(reason) = state.broken.clone() {
+            // Jobs this worker had not started, back from a pool that will not run them.
+            let error = Error::Broken { reason };
+            effects
+                .fail
+                .extend(state.pending.drain(..).map(|job| (job, error.clone())));
+        } else if !state.pending.is_empty() {
+            effects.spawn = self.workers_to_start(&mut state);
+        }
+        drop(state);
+        self.work.notify_all();
+        self.deadlines.notify_all();
+        self.apply(effects);
+    }
+
+    /// Does what a decision under the lock asked for, outside it: user callbacks run when
+    /// futures complete, and spawning a process takes a while.
+    pub(super) fn apply(self: &Arc<Self>, effects: Effects) {
+        for (job, error) in effects.fail {
+            job.future.fail(error);
+        }
+        for job in effects.cancel {
+            job.future.cancel();
+        }
+        for _ in 0..effects.spawn {
+            super::worker::spawn(self);
+        }
+    }
+
+    /// Kills the worker whose running task outlived its timeout; runs on its own thread while
+    /// any worker may run a task with a deadline.
+    pub(super) fn supervise(self: &Arc<Self>) {
+        let mut state = self.lock();
+        loop {
+            if state.shut_down && state.workers.is_empty() && state.starting == 0 {
+                state.supervisor_running = false;
+                return;
+            }
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            for slot in state.workers.values_mut() {
+                let Some((deadline, timeout)) = slot.deadline else {
+                    continue;
+                };
+                if deadline <= now && slot.doom.is_none() {
+                    slot.doom = Some(Doom::TimedOut(timeout));
+                    signal(slot.pid, libc::SIGKILL);
+                } else if slot.doom.is_none() {
+                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                }
+            }
+            state = match next {
+                Some(next) => {
+                    self.deadlines
+                        .wait_timeout(state, next.saturating_duration_since(now))
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                }
+                None => self
+                    .deadlines
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner()),
+            };
+        }
+    }
+}
+
+/// Sends `signal` to a worker still in the table. Its pid cannot have been reused: a worker
+/// is reaped only after [`Scheduler::detach`] took it out.
+pub(super) fn signal(pid: u32, signal: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) with a pid and a signal number touches no memory of ours.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(pid, signal);
+    }
+}

@@ -1,0 +1,174 @@
+//! The frames parent and worker exchange: a fixed header, then a body, on one socket.
+//!
+//! ```text
+//! u32 LE  length of what follows (kind + id + body)
+//! u8      kind
+//! u64 LE  id: the task's id, the worker's pid, or the build identity
+//! [u8]    body: a postcard-encoded task, result or error, or nothing
+//! ```
+//!
+//! The envelope is written by hand rather than through serde so that a 64 MiB body is copied
+//! once, not visited byte by byte, and so that a hostile length is rejected before anything is
+//! allocated for it.
+
+use std::io::{self, Read, Write};
+
+/// Parent to worker: "I am your parent; here is my build identity" (id = identity).
+pub(crate) const HELLO: u8 = 1;
+/// Parent to worker: run this task (body = the typetag-encoded task).
+pub(crate) const RUN: u8 = 2;
+/// Parent to worker: finish what you have and exit.
+pub(crate) const EXIT: u8 = 3;
+
+/// Worker to parent: handshake accepted (id = pid).
+pub(crate) const READY: u8 = 16;
+/// Worker to parent: handshake refused (body = the reason, UTF-8).
+pub(crate) const REFUSED: u8 = 17;
+/// Worker to parent: task `id` has started.
+pub(crate) const STARTED: u8 = 18;
+/// Worker to parent: task `id` succeeded (body = the encoded output).
+pub(crate) const SUCCEEDED: u8 = 19;
+/// Worker to parent: task `id` failed (body = the encoded `Error`).
+pub(crate) const FAILED: u8 = 20;
+
+const HEADER: usize = 1 + 8;
+
+/// Frames larger than this are refused on both sides: a corrupt or hostile length prefix must
+/// not make the reader allocate gigabytes. Large enough for 64 MiB values with room to spare.
+pub(crate) const MAX_FRAME: usize = 1 << 30;
+
+/// One decoded frame.
+#[derive(Debug)]
+pub(crate) struct Frame {
+    pub(crate) kind: u8,
+    pub(crate) id: u64,
+    pub(crate) body: Vec<u8>,
+}
+
+/// Appends a frame to `out`, so that several frames go out in one write.
+pub(crate) fn encode(out: &mut Vec<u8>, kind: u8, id: u64, body: &[u8]) -> io::Result<()> {
+    let len = HEADER + body.len();
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    out.reserve(4 + len);
+    out.extend_from_slice(&(len as u32).to_le_bytes());
+    out.push(kind);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(body);
+    Ok(())
+}
+
+/// Writes one frame and flushes it.
+pub(crate) fn send(writer: &mut impl Write, kind: u8, id: u64, body: &[u8]) -> io::Result<()> {
+    let mut frame = Vec::new();
+    encode(&mut frame, kind, id, body)?;
+    writer.write_all(&frame)?;
+    writer.flush()
+}
+
+/// Reads one frame. `Ok(None)` at a clean end of stream (the other side closed between
+/// frames); a stream cut inside a frame, or a length out of bounds, is an error.
+pub(crate) fn read(reader: &mut impl Read) -> io::Result<Option<Frame>> {
+    let mut prefix = [0_u8; 4];
+    if !read_exact_or_eof(reader, &mut prefix)? {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes(prefix) as usize;
+    if !(HEADER..=MAX_FRAME).contains(&len) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame length {len} is outside {HEADER}..={MAX_FRAME}"),
+        ));
+    }
+    let mut header = [0_u8; HEADER];
+    reader.read_exact(&mut header).map_err(truncated)?;
+    let kind = header[0];
+    let id = u64::from_le_bytes(header[1..].try_into().expect("8 bytes"));
+    // Grows as bytes arrive instead of trusting the prefix with one big allocation.
+    let body_len = len - HEADER;
+    let mut body = Vec::with_capacity(body_len.min(1 << 16));
+    reader
+        .take(body_len as u64)
+        .read_to_end(&mut body)
+        .map_err(truncated)?;
+    if body.len() != body_len {
+        return Err(truncated(io::ErrorKind::UnexpectedEof.into()));
+    }
+    Ok(Some(Frame { kind, id, body }))
+}
+
+/// Fills `buf`; false if the stream ended before its first byte.
+fn read_exact_or_eof(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(truncated(io::ErrorKind::UnexpectedEof.into())),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+fn truncated(error: io::Error) -> io::Error {
+    if error.kind() == io::ErrorKind::UnexpectedEof {
+        io::Error::new(io::ErrorKind::UnexpectedEof, "stream ended inside a frame")
+    } else {
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_back_to_back() {
+        let mut stream = Vec::new();
+        encode(&mut stream, RUN, 7, b"task").unwrap();
+        encode(&mut stream, EXIT, 0, b"").unwrap();
+        let mut reader = stream.as_slice();
+        let first = read(&mut reader).unwrap().unwrap();
+        assert_eq!(
+            (first.kind, first.id, first.body.as_slice()),
+            (RUN, 7, &b"task"[..])
+        );
+        let second = read(&mut reader).unwrap().unwrap();
+        assert_eq!((second.kind, second.id, second.body.len()), (EXIT, 0, 0));
+        assert!(read(&mut reader).unwrap().is_none());
+    }
+
+    #[test]
+    fn truncated_frame_is_an_error_not_a_clean_end() {
+        let mut stream = Vec::new();
+        encode(&mut stream, RUN, 1, &[9; 100]).unwrap();
+        for cut in [2, 6, 50] {
+            let error = read(&mut &stream[..cut]).unwrap_err();
+            assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn gigantic_length_prefix_is_refused_before_allocating() {
+        let mut stream = u32::MAX.to_le_bytes().to_vec();
+        stream.extend_from_slice(&[RUN, 0, 0, 0, 0, 0, 0, 0, 0]);
+        let error = read(&mut stream.as_slice()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+        assert!(error.to_string().contains("outside"), "{error}");
+    }
+
+    #[test]
+    fn length_shorter_than_the_header_is_refused() {
+        let stream = 3_u32.to_le_bytes();
+        assert_eq!(
+            read(&mut stream.as_slice()).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+    }
+}

@@ -1,0 +1,190 @@
+//! The worker loop: what a process started by a pool runs after `init()`.
+//!
+//! The main thread runs tasks one at a time, in the order they arrive, and reports each as it
+//! starts it, so the parent always knows which task a crash took down. A reader thread drains
+//! the socket at all times, so that the parent's large writes never wait on a running task and
+//! so that the end of the stream (the parent died, even by SIGKILL) ends this process at once.
+
+use std::io::{BufReader, BufWriter, Write};
+use std::os::fd::{FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::process;
+use std::time::Duration;
+
+use super::identity::build_identity;
+use super::wire;
+use crate::error::Error;
+use crate::task::ErasedTask;
+use crate::unwind;
+
+/// How long a worker waits for its parent's hello before deciding it has none.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Exit code of a worker that gave up (no parent, refused handshake, broken stream).
+const EXIT_GAVE_UP: i32 = 70;
+
+/// Serves the parent on the socket named by `marker`, then exits; never returns.
+pub(crate) fn run(marker: &str) -> ! {
+    match serve(marker) {
+        Ok(()) => process::exit(0),
+        Err(message) => {
+            eprintln!("concurrent-futures worker {}: {message}", process::id());
+            process::exit(EXIT_GAVE_UP)
+        }
+    }
+}
+
+fn serve(marker: &str) -> Result<(), String> {
+    let socket = inherited_socket(marker)?;
+    socket
+        .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    let mut reader =
+        BufReader::with_capacity(1 << 16, socket.try_clone().map_err(|e| e.to_string())?);
+    let mut writer =
+        BufWriter::with_capacity(1 << 16, socket.try_clone().map_err(|e| e.to_string())?);
+
+    let no_parent = || {
+        format!(
+            "no pool on the other end of descriptor {marker}: workers are started by a \
+             ProcessPoolExecutor, not by hand"
+        )
+    };
+    let hello = wire::read(&mut reader)
+        .map_err(|e| format!("{}: {e}", no_parent()))?
+        .ok_or_else(no_parent)?;
+    if hello.kind != wire::HELLO {
+        return Err(format!("expected a hello frame, got kind {}", hello.kind));
+    }
+    if hello.id != build_identity() {
+        let reason = format!(
+            "worker {} was built from another binary than its parent (identity {:#x}, parent's \
+             {:#x}): was the program rebuilt while it ran?",
+            process::id(),
+            build_identity(),
+            hello.id
+        );
+        let _ = wire::send(&mut writer, wire::REFUSED, 0, reason.as_bytes());
+        return Err(reason);
+    }
+    wire::send(&mut writer, wire::READY, u64::from(process::id()), &[])
+        .map_err(|e| e.to_string())?;
+    socket.set_read_timeout(None).map_err(|e| e.to_string())?;
+
+    let (tasks, incoming) = crossbeam_channel::unbounded::<(u64, Vec<u8>)>();
+    std::thread::Builder::new()
+        .name("cf-worker-reader".to_owned())
+        .spawn(move || {
+            loop {
+                match wire::read(&mut reader) {
+                    Ok(Some(frame)) if frame.kind == wire::RUN => {
+                        let _ = tasks.send((frame.id, frame.body));
+                    }
+                    // Closing the channel: the main thread finishes what it has, then exits.
+                    Ok(Some(frame)) if frame.kind == wire::EXIT => return,
+                    Ok(Some(frame)) => {
+                        eprintln!(
+                            "concurrent-futures worker {}: unexpected frame kind {} from the pool",
+                            process::id(),
+                            frame.kind
+                        );
+                        process::exit(EXIT_GAVE_UP);
+                    }
+                    // The parent is gone: nobody wants the results.
+                    Ok(None) => process::exit(0),
+                    Err(error) => {
+                        eprintln!(
+                            "concurrent-futures worker {}: broken stream from the pool: {error}",
+                            process::id()
+                        );
+                        process::exit(EXIT_GAVE_UP);
+                    }
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start the reader thread: {e}"))?;
+
+    let mut frame = Vec::new();
+    while let Ok((id, body)) = incoming.recv() {
+        // Reported before running and flushed (with the previous result, in one write), so
+        // that the parent knows which task was running if this one brings the process down.
+        wire::encode(&mut frame, wire::STARTED, id, &[]).expect("empty frame fits");
+        write_out(&mut writer, &mut frame, true)?;
+
+        let outcome = decode_task(&body).and_then(|task| unwind::catch(|| task.run_encoded())?);
+        let encoded = match &outcome {
+            Ok(output) => wire::encode(&mut frame, wire::SUCCEEDED, id, output),
+            Err(error) => wire::encode(&mut frame, wire::FAILED, id, &encode_error(error)),
+        };
+        if let Err(too_large) = encoded {
+            let error = Error::Serialization {
+                message: format!("result of task {id}: {too_large}"),
+            };
+            wire::encode(&mut frame, wire::FAILED, id, &encode_error(&error)).expect("small frame");
+        }
+        // More work already waiting: the result rides with the next task's report.
+        let flush = incoming.is_empty();
+        write_out(&mut writer, &mut frame, flush)?;
+    }
+    writer.flush().map_err(|e| e.to_string())
+}
+
+fn write_out(writer: &mut impl Write, frame: &mut Vec<u8>, flush: bool) -> Result<(), String> {
+    let result = writer
+        .write_all(frame)
+        .and_then(|()| if flush { writer.flush() } else { Ok(()) });
+    frame.clear();
+    // The parent closed the socket: it is gone or shutting us down.
+    result.map_err(|e| format!("cannot write to the pool: {e}"))
+}
+
+fn decode_task(body: &[u8]) -> Result<Box<dyn ErasedTask>, Error> {
+    postcard::from_bytes(body).map_err(|e| Error::Serialization {
+        message: format!("cannot decode the task in the worker: {e}"),
+    })
+}
+
+fn encode_error(error: &Error) -> Vec<u8> {
+    postcard::to_stdvec(error).expect("errors always encode")
+}
+
+/// The socket the parent left open for this process, checked to be one.
+fn inherited_socket(marker: &str) -> Result<UnixStream, String> {
+    let fd: RawFd = marker
+        .parse()
+        .map_err(|_| format!("{} is not a descriptor number", super::entry::WORKER_MARKER))?;
+    if !is_socket(fd) {
+        return Err(format!(
+            "descriptor {fd} is not a socket from a pool: workers are started by a \
+             ProcessPoolExecutor, not by hand"
+        ));
+    }
+    // SAFETY: the parent handed this descriptor to this process alone (the marker names it),
+    // `is_socket` checked that it is open and a socket, and nothing else in the process owns
+    // it: it is wrapped exactly once, here.
+    #[allow(unsafe_code)]
+    let socket = unsafe { UnixStream::from_raw_fd(fd) };
+    // Processes this worker's tasks start must not inherit the pool's socket.
+    set_cloexec(fd);
+    Ok(socket)
+}
+
+#[allow(unsafe_code)]
+fn is_socket(fd: RawFd) -> bool {
+    // SAFETY: fstat only writes into the zeroed struct we own; a bad fd gives -1, not UB.
+    unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &mut stat) == 0 && (stat.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    }
+}
+
+#[allow(unsafe_code)]
+fn set_cloexec(fd: RawFd) {
+    // SAFETY: fcntl on an fd we own, with flags read from it first; no memory is touched.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+        }
+    }
+}
