@@ -17,6 +17,9 @@ use crate::sync::{Arc, Condvar, Mutex, MutexGuard, lock};
 /// the program is almost certainly missing `init()`, and respawning would fork-bomb.
 const HANDSHAKE_FAILURES_BEFORE_BROKEN: usize = 3;
 
+/// A task that ran longer than this is not pipelined behind: see [`Scheduler::credit`].
+const SLOW_TASK: Duration = Duration::from_millis(1);
+
 /// One submitted call, encoded and waiting for (or sent to) a worker.
 pub(super) struct Job {
     pub(super) id: u64,
@@ -79,6 +82,10 @@ pub(super) struct Slot {
     pub(super) front_started: bool,
     /// When `in_flight[0]` runs out of time, if it has a timeout.
     pub(super) deadline: Option<(Instant, Duration)>,
+    /// When the worker reported starting `in_flight[0]`.
+    pub(super) front_started_at: Option<Instant>,
+    /// How long the last task ran, as seen from here: decides whether to pipeline.
+    pub(super) last_task_time: Duration,
     pub(super) ready: bool,
     /// Jobs sent over this worker's life, against `max_tasks_per_child`.
     pub(super) sent: usize,
@@ -201,16 +208,20 @@ impl Scheduler {
         if slot.in_flight.is_empty() {
             return true;
         }
-        if slot.in_flight.len() >= self.config.pipeline_depth {
+        // A task long enough to dwarf a round trip gains nothing from a queue behind it, and
+        // a queued task could wait there while another worker idles.
+        if slot.in_flight.len() >= self.config.pipeline_depth || slot.last_task_time > SLOW_TASK {
             return false;
         }
-        let others_free = state.starting > 0
-            || state
+        let full = state.workers.len() + state.starting >= self.config.max_workers;
+        // The least loaded worker takes the next job, so that queues stay even.
+        let least_loaded = state.starting == 0
+            && state
                 .workers
                 .values()
-                .any(|w| w.in_flight.is_empty() && w.doom.is_none() && !w.exit_sent);
-        let full = state.workers.len() + state.starting >= self.config.max_workers;
-        full && !others_free
+                .filter(|w| w.doom.is_none() && !w.exit_sent)
+                .all(|w| w.in_flight.len() >= slot.in_flight.len());
+        full && least_loaded
     }
 
     /// Marks the pool broken and hands back every queued job to fail.

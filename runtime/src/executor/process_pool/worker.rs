@@ -7,7 +7,7 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::Config;
 use super::scheduler::{Effects, Job, Scheduler, Slot, State, signal};
@@ -39,6 +39,8 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
                 in_flight: Default::default(),
                 front_started: false,
                 deadline: None,
+                front_started_at: None,
+                last_task_time: Duration::ZERO,
                 ready: false,
                 sent: 0,
                 exit_sent: false,
@@ -313,8 +315,10 @@ fn handle(
                 return Err(Stop::Protocol(format!("started unknown task {}", frame.id)));
             };
             slot.front_started = true;
+            let now = Instant::now();
+            slot.front_started_at = Some(now);
             if let Some(timeout) = job.timeout {
-                slot.deadline = Some((Instant::now() + timeout, timeout));
+                slot.deadline = Some((now + timeout, timeout));
                 if !state.supervisor_running {
                     state.supervisor_running = true;
                     let s = Arc::clone(scheduler);
@@ -343,6 +347,9 @@ fn handle(
             let job = slot.in_flight.pop_front().expect("checked");
             slot.front_started = false;
             slot.deadline = None;
+            if let Some(started) = slot.front_started_at.take() {
+                slot.last_task_time = started.elapsed();
+            }
             scheduler.work.notify_all();
             Ok(Some((job, frame)))
         }
