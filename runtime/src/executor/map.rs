@@ -84,8 +84,10 @@ where
     make_task: F,
     /// Submitted, not yet yielded, oldest first.
     in_flight: VecDeque<Future<T::Output>>,
-    /// `Some`: lazy mode, refill one per `next()`.
+    /// `Some`: lazy mode, refill one chunk per `next()`.
     buffersize: Option<usize>,
+    /// Calls per submission: 1, or the `chunksize` option.
+    chunk: usize,
     deadline: Option<Instant>,
     submitted: usize,
     /// No more inputs are pulled: exhausted, shut down, or timed out.
@@ -106,31 +108,47 @@ where
             make_task,
             in_flight: VecDeque::new(),
             buffersize: options.buffersize,
+            chunk: options.chunksize.unwrap_or(1),
             deadline: options.timeout.and_then(|t| Instant::now().checked_add(t)),
             submitted: 0,
             stopped: false,
         };
-        let initial = options.buffersize.unwrap_or(usize::MAX);
+        let initial = options
+            .buffersize
+            .map_or(usize::MAX, |b| b.saturating_mul(map.chunk));
         while map.in_flight.len() < initial && map.submit_next() {}
         map
     }
 
-    /// Submits the next input; false once there is none to submit.
+    /// Submits the next chunk of inputs (one input unless `chunksize` was set); false once
+    /// there is none to submit.
     fn submit_next(&mut self) -> bool {
         if self.stopped {
             return false;
         }
-        let Some(input) = self.inputs.next() else {
+        let tasks: Vec<T> = self
+            .inputs
+            .by_ref()
+            .take(self.chunk)
+            .map(&mut self.make_task)
+            .collect();
+        if tasks.is_empty() {
             self.stopped = true;
             return false;
-        };
-        let future = self.executor.submit((self.make_task)(input));
-        // A shut-down executor fails every submit at once: stop pulling an endless input.
-        if future.done() && matches!(future.error(), Some(Error::ShutDown)) {
-            self.stopped = true;
         }
-        self.in_flight.push_back(future);
-        self.submitted += 1;
+        let futures = if self.chunk == 1 {
+            tasks.into_iter().map(|t| self.executor.submit(t)).collect()
+        } else {
+            self.executor.__submit_chunk(tasks)
+        };
+        for future in futures {
+            // A shut-down executor fails every submit at once: stop pulling an endless input.
+            if future.done() && matches!(future.error(), Some(Error::ShutDown)) {
+                self.stopped = true;
+            }
+            self.in_flight.push_back(future);
+            self.submitted += 1;
+        }
         true
     }
 
@@ -151,8 +169,10 @@ where
     type Item = Result<T::Output, Error>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.buffersize.is_some() {
-            self.submit_next();
+        if let Some(buffersize) = self.buffersize {
+            if self.in_flight.len() <= buffersize.saturating_mul(self.chunk) {
+                self.submit_next();
+            }
         }
         let future = self.in_flight.pop_front()?;
         if future.wait_done(self.deadline) {

@@ -67,6 +67,16 @@ pub trait Executor {
         Map::new(self, f, inputs.into_iter(), options)
     }
 
+    /// Submits a `map` chunk. The process pool sends it as one frame; the default submits
+    /// each task on its own, as the thread pool does (Python's ignores `chunksize` too).
+    #[doc(hidden)]
+    fn __submit_chunk<T: Task>(&self, tasks: Vec<T>) -> Vec<Future<T::Output>>
+    where
+        Self: Sized,
+    {
+        tasks.into_iter().map(|task| self.submit(task)).collect()
+    }
+
     /// Stops accepting work. With `wait`, blocks until the submitted work is done and the
     /// workers have exited; with `cancel_futures`, cancels the work that has not started.
     /// Safe to call more than once. After it, `submit` gives [`Error::ShutDown`](crate::Error::ShutDown).

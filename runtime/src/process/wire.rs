@@ -19,6 +19,9 @@ pub(crate) const HELLO: u8 = 1;
 pub(crate) const RUN: u8 = 2;
 /// Parent to worker: finish what you have and exit.
 pub(crate) const EXIT: u8 = 3;
+/// Parent to worker: run these tasks one after another (body = a [`batch`] of encoded tasks);
+/// the answer is one `SUCCEEDED` whose body is a batch of [`outcome`]s.
+pub(crate) const RUN_BATCH: u8 = 4;
 
 /// Worker to parent: handshake accepted (id = pid).
 pub(crate) const READY: u8 = 16;
@@ -60,6 +63,28 @@ pub(crate) fn encode(out: &mut Vec<u8>, kind: u8, id: u64, body: &[u8]) -> io::R
     out.extend_from_slice(&id.to_le_bytes());
     out.extend_from_slice(body);
     Ok(())
+}
+
+/// Appends one item of a batch body: `u32 LE length`, then the bytes.
+pub(crate) fn push_item(out: &mut Vec<u8>, item: &[u8]) {
+    out.extend_from_slice(&(item.len() as u32).to_le_bytes());
+    out.extend_from_slice(item);
+}
+
+/// Splits a batch body into its items; `None` if it is malformed.
+pub(crate) fn batch_items(mut body: &[u8]) -> Option<Vec<&[u8]>> {
+    let mut items = Vec::new();
+    while !body.is_empty() {
+        let (len, rest) = body.split_first_chunk::<4>()?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return None;
+        }
+        let (item, rest) = rest.split_at(len);
+        items.push(item);
+        body = rest;
+    }
+    Some(items)
 }
 
 /// Writes one frame and flushes it.
@@ -142,6 +167,18 @@ mod tests {
         let second = read(&mut reader).unwrap().unwrap();
         assert_eq!((second.kind, second.id, second.body.len()), (EXIT, 0, 0));
         assert!(read(&mut reader).unwrap().is_none());
+    }
+
+    #[test]
+    fn batch_items_round_trip_and_reject_overruns() {
+        let mut body = Vec::new();
+        push_item(&mut body, b"one");
+        push_item(&mut body, b"");
+        push_item(&mut body, b"three");
+        let items = batch_items(&body).unwrap();
+        assert_eq!(items, [&b"one"[..], b"", b"three"]);
+        assert!(batch_items(&body[..body.len() - 1]).is_none());
+        assert!(batch_items(&[1, 0]).is_none());
     }
 
     #[test]

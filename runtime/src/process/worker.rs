@@ -71,14 +71,14 @@ fn serve(marker: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     socket.set_read_timeout(None).map_err(|e| e.to_string())?;
 
-    let (tasks, incoming) = crossbeam_channel::unbounded::<(u64, Vec<u8>)>();
+    let (tasks, incoming) = crossbeam_channel::unbounded::<wire::Frame>();
     std::thread::Builder::new()
         .name("cf-worker-reader".to_owned())
         .spawn(move || {
             loop {
                 match wire::read(&mut reader) {
-                    Ok(Some(frame)) if frame.kind == wire::RUN => {
-                        let _ = tasks.send((frame.id, frame.body));
+                    Ok(Some(frame)) if matches!(frame.kind, wire::RUN | wire::RUN_BATCH) => {
+                        let _ = tasks.send(frame);
                     }
                     // Closing the channel: the main thread finishes what it has, then exits.
                     Ok(Some(frame)) if frame.kind == wire::EXIT => return,
@@ -105,13 +105,18 @@ fn serve(marker: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot start the reader thread: {e}"))?;
 
     let mut frame = Vec::new();
-    while let Ok((id, body)) = incoming.recv() {
+    while let Ok(task) = incoming.recv() {
+        let id = task.id;
         // Reported before running and flushed (with the previous result, in one write), so
         // that the parent knows which task was running if this one brings the process down.
         wire::encode(&mut frame, wire::STARTED, id, &[]).expect("empty frame fits");
         write_out(&mut writer, &mut frame, true)?;
 
-        let outcome = decode_task(&body).and_then(|task| unwind::catch(|| task.run_encoded())?);
+        let outcome = if task.kind == wire::RUN_BATCH {
+            run_batch(&task.body)
+        } else {
+            run_one(&task.body)
+        };
         let encoded = match &outcome {
             Ok(output) => wire::encode(&mut frame, wire::SUCCEEDED, id, output),
             Err(error) => wire::encode(&mut frame, wire::FAILED, id, &encode_error(error)),
@@ -136,6 +141,36 @@ fn write_out(writer: &mut impl Write, frame: &mut Vec<u8>, flush: bool) -> Resul
     frame.clear();
     // The parent closed the socket: it is gone or shutting us down.
     result.map_err(|e| format!("cannot write to the pool: {e}"))
+}
+
+/// Decodes and runs one task; its encoded output, or why there is none.
+fn run_one(body: &[u8]) -> Result<Vec<u8>, Error> {
+    decode_task(body).and_then(|task| unwind::catch(|| task.run_encoded())?)
+}
+
+/// Runs each task of a batch in turn; the answer is a batch of outcomes, each a tag byte
+/// (0: output follows, 1: encoded error follows) and its bytes.
+fn run_batch(body: &[u8]) -> Result<Vec<u8>, Error> {
+    let items = wire::batch_items(body).ok_or_else(|| Error::Serialization {
+        message: "malformed batch of tasks".to_owned(),
+    })?;
+    let mut out = Vec::new();
+    let mut item = Vec::new();
+    for task in items {
+        item.clear();
+        match run_one(task) {
+            Ok(output) => {
+                item.push(0);
+                item.extend_from_slice(&output);
+            }
+            Err(error) => {
+                item.push(1);
+                item.extend_from_slice(&encode_error(&error));
+            }
+        }
+        wire::push_item(&mut out, &item);
+    }
+    Ok(out)
 }
 
 fn decode_task(body: &[u8]) -> Result<Box<dyn ErasedTask>, Error> {

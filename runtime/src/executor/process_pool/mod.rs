@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use scheduler::{Effects, Job, Scheduler};
+use scheduler::{Batch, Completion, Effects, Job, Scheduler};
 
 use super::{Executor, Map, MapOptions};
 use crate::error::Error;
 use crate::future::Future;
-use crate::process::wire::MAX_FRAME;
+use crate::process::wire::{self, MAX_FRAME};
 use crate::sync::Arc;
 use crate::task::{ErasedTask, Task};
 
@@ -257,13 +257,65 @@ impl ProcessPoolExecutor {
             Err(error) => return Future::failed(error),
         };
         let future = Future::new();
+        self.enqueue(wire::RUN, payload, timeout, Box::new(future.clone()));
+        future
+    }
+
+    fn enqueue(
+        &self,
+        kind: u8,
+        payload: Vec<u8>,
+        timeout: Option<Duration>,
+        future: Box<dyn Completion>,
+    ) {
         self.scheduler.enqueue(Job {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            kind,
             payload,
             timeout,
-            future: Box::new(future.clone()),
+            future,
         });
-        future
+    }
+
+    /// One frame for many calls: what `map` with a `chunksize` uses. The chunk's timeout is
+    /// the sum of its tasks' timeouts (none if any has none); a worker that dies fails every
+    /// call of its chunk that had not finished.
+    fn submit_chunk<T: Task>(&self, tasks: Vec<T>) -> Vec<Future<T::Output>> {
+        let mut futures = Vec::with_capacity(tasks.len());
+        let mut completions: Vec<Box<dyn Completion>> = Vec::with_capacity(tasks.len());
+        let mut body = Vec::new();
+        let mut timeout = Some(Duration::ZERO);
+        for task in &tasks {
+            let future = match encode_task(task) {
+                Ok(payload) => {
+                    wire::push_item(&mut body, &payload);
+                    let own = task.timeout().or(self.scheduler.config.task_timeout);
+                    timeout = timeout.zip(own).map(|(sum, own)| sum.saturating_add(own));
+                    let future = Future::new();
+                    completions.push(Box::new(future.clone()));
+                    future
+                }
+                // Only this call fails; the rest of the chunk goes.
+                Err(error) => Future::failed(error),
+            };
+            futures.push(future);
+        }
+        if completions.is_empty() {
+            return futures;
+        }
+        if body.len() > MAX_FRAME - 64 {
+            let error = Error::Serialization {
+                message: format!(
+                    "a chunk of {} calls takes {} bytes, over the {MAX_FRAME}-byte frame limit; use a smaller chunksize",
+                    completions.len(),
+                    body.len()
+                ),
+            };
+            Batch(completions).fail(error);
+            return futures;
+        }
+        self.enqueue(wire::RUN_BATCH, body, timeout, Box::new(Batch(completions)));
+        futures
     }
 
     /// See [`Executor::map`].
@@ -356,6 +408,10 @@ impl ProcessPoolExecutor {
 impl Executor for ProcessPoolExecutor {
     fn submit<T: Task>(&self, task: T) -> Future<T::Output> {
         ProcessPoolExecutor::submit(self, task)
+    }
+
+    fn __submit_chunk<T: Task>(&self, tasks: Vec<T>) -> Vec<Future<T::Output>> {
+        self.submit_chunk(tasks)
     }
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {

@@ -23,6 +23,8 @@ const SLOW_TASK: Duration = Duration::from_millis(1);
 /// One submitted call, encoded and waiting for (or sent to) a worker.
 pub(super) struct Job {
     pub(super) id: u64,
+    /// `wire::RUN`, or `wire::RUN_BATCH` for a `map` chunk.
+    pub(super) kind: u8,
     pub(super) payload: Vec<u8>,
     pub(super) timeout: Option<Duration>,
     pub(super) future: Box<dyn Completion>,
@@ -63,6 +65,51 @@ impl<T: DeserializeOwned + Send + 'static> Completion for Future<T> {
     fn cancel(&self) {
         Future::cancel(self);
         let _ = self.set_running_or_notify_cancel();
+    }
+}
+
+/// The futures of a `map` chunk: one frame out, one frame back, each future completed from
+/// its own item of the answer.
+pub(super) struct Batch(pub(super) Vec<Box<dyn Completion>>);
+
+impl Completion for Batch {
+    fn start(&self) -> bool {
+        // Every future must leave PENDING; the chunk runs if any of them is still wanted.
+        self.0.iter().fold(false, |any, f| f.start() || any)
+    }
+
+    fn succeed(&self, output: &[u8]) {
+        let items = crate::process::wire::batch_items(output).filter(|i| i.len() == self.0.len());
+        let Some(items) = items else {
+            return self.fail(Error::Serialization {
+                message: "malformed answer to a batch of tasks".to_owned(),
+            });
+        };
+        for (future, item) in self.0.iter().zip(items) {
+            match item.split_first() {
+                Some((0, output)) => future.succeed(output),
+                Some((_, error)) => future.fail(postcard::from_bytes(error).unwrap_or_else(|e| {
+                    Error::Serialization {
+                        message: format!("cannot decode the error a worker sent: {e}"),
+                    }
+                })),
+                None => future.fail(Error::Serialization {
+                    message: "empty item in the answer to a batch".to_owned(),
+                }),
+            }
+        }
+    }
+
+    fn fail(&self, error: Error) {
+        for future in &self.0 {
+            future.fail(error.clone());
+        }
+    }
+
+    fn cancel(&self) {
+        for future in &self.0 {
+            future.cancel();
+        }
     }
 }
 

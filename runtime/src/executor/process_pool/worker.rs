@@ -203,7 +203,7 @@ fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut 
         let job = state.pending.pop_front().expect("not empty");
         // Cancelled while queued: `start` saw it (Python's notify) and the job is dropped.
         if job.future.start() {
-            wire::encode(out, wire::RUN, job.id, &job.payload).expect("size checked at submit");
+            wire::encode(out, job.kind, job.id, &job.payload).expect("size checked at submit");
             let slot = state.workers.get_mut(&worker).expect("present");
             slot.sent += 1;
             slot.in_flight.push_back(job);
