@@ -75,7 +75,12 @@ pub(super) struct Batch(pub(super) Vec<Box<dyn Completion>>);
 impl Completion for Batch {
     fn start(&self) -> bool {
         // Every future must leave PENDING; the chunk runs if any of them is still wanted.
-        self.0.iter().fold(false, |any, f| f.start() || any)
+        // No short-circuit: each future's state must move.
+        let mut any = false;
+        for future in &self.0 {
+            any |= future.start();
+        }
+        any
     }
 
     fn succeed(&self, output: &[u8]) {
