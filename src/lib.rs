@@ -43,6 +43,48 @@
 //! - A task returning `Result<T, E>` resolves its future to `Ok(Err(e))`: the task's own error
 //!   is typed data, distinct from the executor's [`Error`].
 //!
+//! # The process pool
+//!
+//! Swapping [`ThreadPoolExecutor`] for [`ProcessPoolExecutor`] is the only change needed to
+//! run the same tasks in worker processes. The workers are this program started again: put
+//! [`init`] first in `main`, where a worker enters and never returns. Everything before it runs
+//! in every worker too, as code above Python's `if __name__ == "__main__":` does.
+//!
+//! ```no_run
+//! use concurrent_futures::{ProcessPoolExecutor, as_completed, task};
+//! # #[task] fn square_number(x: u64) -> u64 { x * x }
+//! fn main() {
+//!     concurrent_futures::init();
+//!     let executor = ProcessPoolExecutor::new(2);
+//!     let futures: Vec<_> = (0..10).map(|i| executor.submit(square_number(i))).collect();
+//!     for future in as_completed(&futures) {
+//!         println!("{}", future.result().unwrap());
+//!     }
+//! }
+//! ```
+//!
+//! Where it does better than Python's:
+//!
+//! - One dead worker (abort, segfault, `process::exit`, SIGKILL, out of memory) fails only the
+//!   task it was running, with [`Error::WorkerDied`]; the worker is replaced and the tasks it
+//!   had not started run elsewhere. Python breaks the whole pool.
+//! - A per-task timeout (`#[task(timeout = "10s")]`, [`ProcessPoolExecutor::submit_with_timeout`],
+//!   or the builder's default) kills the hung worker and fails the task with
+//!   [`Error::TaskTimedOut`]. Python cannot stop a running task.
+//! - An argument that cannot be encoded fails its own future with [`Error::Serialization`]
+//!   before anything is sent; the pool is untouched.
+//! - A worker from another build (the binary was rebuilt while the program ran) refuses the
+//!   handshake, so stale code never runs; a program that forgets [`init`] gets
+//!   [`Error::Broken`] naming the fix instead of a fork bomb.
+//!
+//! Under `cargo test` the test harness owns `main`; one line at the root of each test crate
+//! lets its test binary serve as the workers:
+//!
+//! ```
+//! concurrent_futures::enable_test_support!();
+//! # fn main() {}
+//! ```
+//!
 //! # `join_completed!`
 //!
 //! Over a collection, it is an iterator of results in completion order:
@@ -108,8 +150,9 @@ macro_rules! join_completed {
 /// Lets the test binaries of a crate serve as process-pool workers: one line per test crate,
 /// at its root (an integration test file, or the crate root of unit tests).
 ///
-/// ```ignore
+/// ```
 /// concurrent_futures::enable_test_support!();
+/// # fn main() {}
 /// ```
 ///
 /// The test harness owns `main`, so there is no place for [`init`]. This defines a hidden test

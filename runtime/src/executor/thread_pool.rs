@@ -48,6 +48,9 @@ struct Shared {
     /// idle semaphore. `submit` takes one instead of starting a thread.
     idle: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Held while joining, so that a second `shutdown(wait = true)` (or a `Drop` racing one)
+    /// returns only once the threads are gone, as in Python, not when the list is empty.
+    joining: Mutex<()>,
     max_workers: usize,
     thread_name_prefix: String,
     initializer: Option<Initializer>,
@@ -202,6 +205,7 @@ impl ThreadPoolBuilder {
                 receiver,
                 idle: AtomicUsize::new(0),
                 threads: Mutex::new(Vec::new()),
+                joining: Mutex::new(()),
                 max_workers,
                 thread_name_prefix,
                 initializer: self.initializer,
@@ -302,6 +306,7 @@ impl ThreadPoolExecutor {
         // Closing the channel: each thread finishes what is queued, then exits.
         drop(sender);
         if wait {
+            let _joining = lock(&self.shared.joining);
             let threads = std::mem::take(&mut *lock(&self.shared.threads));
             let me = thread::current().id();
             for handle in threads {

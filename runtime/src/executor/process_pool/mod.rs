@@ -368,6 +368,7 @@ impl ProcessPoolExecutor {
     /// Joins the pool's threads until none is left: a worker replaced during shutdown adds
     /// threads of its own.
     fn join_threads(&self) {
+        let _joining = crate::sync::lock(&self.scheduler.joining);
         loop {
             let threads = std::mem::take(&mut self.scheduler.lock().threads);
             if threads.is_empty() {

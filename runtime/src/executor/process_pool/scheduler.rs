@@ -167,6 +167,9 @@ pub(super) struct Scheduler {
     pub(super) work: Condvar,
     /// The timeout supervisor waits here for the next deadline.
     pub(super) deadlines: Condvar,
+    /// Held while joining the pool's threads, so that every `shutdown(wait = true)` caller
+    /// returns only once they are gone.
+    pub(super) joining: Mutex<()>,
 }
 
 /// What to do once the lock is released.
@@ -195,6 +198,7 @@ impl Scheduler {
             }),
             work: Condvar::new(),
             deadlines: Condvar::new(),
+            joining: Mutex::new(()),
         }
     }
 

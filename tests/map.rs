@@ -1,0 +1,541 @@
+//! `Executor::map` and `map_with` on the thread pool (PYTHON.md §1.4): eager submission,
+//! results in input order, Python 3.15's "a failed call yields its error and iteration goes
+//! on", the timeout that cancels the awaited and remaining calls, `buffersize`, and dropping
+//! the iterator.
+//!
+//! `#[task]` arguments must be serializable, so a task finds the `Control` that holds it
+//! through a static registry, by number. Nothing here sleeps.
+
+use std::cell::Cell;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use concurrent_futures::{Error, Executor, Future, MapOptions, ThreadPoolExecutor, task};
+
+/// Short: only used where the behaviour under test is the timeout itself.
+const SHORT: Duration = Duration::from_millis(20);
+
+#[task]
+fn square_number(x: u64) -> u64 {
+    x * x
+}
+
+#[task]
+fn fail_on(bad: u64, x: u64) -> u64 {
+    assert_ne!(x, bad, "input {x} fails on purpose");
+    x
+}
+
+#[task]
+fn checked_half(x: u64) -> Result<u64, String> {
+    if x % 2 == 0 {
+        Ok(x / 2)
+    } else {
+        Err(format!("{x} is odd"))
+    }
+}
+
+/// Reports its start, waits until the test releases `x`, records its end, returns `x * x`.
+#[task]
+fn held_square(control: usize, x: u64) -> u64 {
+    let control = control_for(control);
+    control.start(x);
+    control.wait_released(x);
+    control.finish(x);
+    x * x
+}
+
+/// As `held_square`, but input `bad` panics once released.
+#[task]
+fn held_fail_on(control: usize, bad: u64, x: u64) -> u64 {
+    let control = control_for(control);
+    control.start(x);
+    control.wait_released(x);
+    control.finish(x);
+    assert_ne!(x, bad, "input {x} fails on purpose");
+    x
+}
+
+#[derive(Default)]
+struct ControlState {
+    released: BTreeSet<u64>,
+    all_released: bool,
+    started: Vec<u64>,
+    finished: Vec<u64>,
+}
+
+/// What the test uses to hold `#[task]` calls and watch them start and finish.
+#[derive(Default)]
+struct Control {
+    state: Mutex<ControlState>,
+    changed: Condvar,
+}
+
+static CONTROLS: Mutex<Vec<Arc<Control>>> = Mutex::new(Vec::new());
+
+fn control_for(id: usize) -> Arc<Control> {
+    Arc::clone(&CONTROLS.lock().unwrap()[id])
+}
+
+impl Control {
+    fn update(&self, f: impl FnOnce(&mut ControlState)) {
+        f(&mut self.state.lock().unwrap());
+        self.changed.notify_all();
+    }
+
+    fn wait_for(&self, condition: impl Fn(&ControlState) -> bool) {
+        let mut state = self.state.lock().unwrap();
+        while !condition(&state) {
+            state = self.changed.wait(state).unwrap();
+        }
+    }
+
+    fn start(&self, x: u64) {
+        self.update(|s| s.started.push(x));
+    }
+
+    fn finish(&self, x: u64) {
+        self.update(|s| s.finished.push(x));
+    }
+
+    fn wait_released(&self, x: u64) {
+        self.wait_for(|s| s.all_released || s.released.contains(&x));
+    }
+}
+
+/// A registered `Control`; releases every call when dropped, so a failed assertion cannot
+/// hang the executor's drop. Declare it after the executor.
+struct Held {
+    id: usize,
+    control: Arc<Control>,
+}
+
+impl Held {
+    fn new() -> Self {
+        let control = Arc::new(Control::default());
+        let mut controls = CONTROLS.lock().unwrap();
+        controls.push(Arc::clone(&control));
+        Held {
+            id: controls.len() - 1,
+            control,
+        }
+    }
+
+    fn release(&self, x: u64) {
+        self.control.update(|s| {
+            s.released.insert(x);
+        });
+    }
+
+    fn release_all(&self) {
+        self.control.update(|s| s.all_released = true);
+    }
+
+    fn wait_started(&self, count: usize) {
+        self.control.wait_for(|s| s.started.len() >= count);
+    }
+
+    fn wait_finished(&self, x: u64) {
+        self.control.wait_for(|s| s.finished.contains(&x));
+    }
+
+    fn started(&self) -> Vec<u64> {
+        self.control.state.lock().unwrap().started.clone()
+    }
+
+    fn finished(&self) -> Vec<u64> {
+        self.control.state.lock().unwrap().finished.clone()
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release_all();
+    }
+}
+
+/// Occupies the executor's only thread until the returned `Held` releases input 0.
+fn block_only_thread(executor: &ThreadPoolExecutor) -> Held {
+    let blocker = Held::new();
+    let _ = executor.submit(held_square(blocker.id, 0));
+    blocker.wait_started(1);
+    blocker
+}
+
+fn is_panic(item: &Result<u64, Error>) -> bool {
+    matches!(item, Err(e) if e.is_panic())
+}
+
+// ---------------------------------------------------------------------------------------
+// Order and eagerness
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn map_results_in_input_order() {
+    let executor = ThreadPoolExecutor::new(4);
+    let held = Held::new();
+    let results = executor.map(|x| held_square(held.id, x), 0..4);
+    held.wait_started(4);
+    // Complete them last to first.
+    for x in (0..4).rev() {
+        held.release(x);
+        held.wait_finished(x);
+    }
+    assert_eq!(held.finished(), [3, 2, 1, 0]);
+    let results: Vec<u64> = results.map(Result::unwrap).collect();
+    assert_eq!(results, [0, 1, 4, 9]);
+}
+
+#[test]
+fn map_submits_eagerly_without_iteration() {
+    let executor = ThreadPoolExecutor::new(3);
+    let held = Held::new();
+    let results = executor.map(|x| held_square(held.id, x), 0..3);
+    // No next() yet, and every call has started.
+    held.wait_started(3);
+    let started: BTreeSet<u64> = held.started().into_iter().collect();
+    assert_eq!(started, BTreeSet::from([0, 1, 2]));
+    held.release_all();
+    assert_eq!(results.map(Result::unwrap).collect::<Vec<_>>(), [0, 1, 4]);
+}
+
+#[test]
+fn map_of_task_values_returns_their_results() {
+    let executor = ThreadPoolExecutor::new(3);
+    let squares: Vec<u64> = executor
+        .map(square_number, 0..10)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+}
+
+#[test]
+fn map_over_empty_input_yields_nothing() {
+    let executor = ThreadPoolExecutor::new(1);
+    assert_eq!(executor.map(square_number, Vec::new()).count(), 0);
+    assert_eq!(executor.thread_count(), 0, "nothing was submitted");
+}
+
+#[test]
+fn map_via_executor_trait_is_generic_over_pools() {
+    fn total(executor: &impl Executor, inputs: Vec<u64>) -> u64 {
+        executor
+            .map(square_number, inputs)
+            .map(Result::unwrap)
+            .sum()
+    }
+    let executor = ThreadPoolExecutor::new(2);
+    assert_eq!(total(&executor, vec![1, 2, 3]), 14);
+    let with_options: Vec<u64> =
+        Executor::map_with(&executor, square_number, 0..3, MapOptions::new())
+            .map(Result::unwrap)
+            .collect();
+    assert_eq!(with_options, [0, 1, 4]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Failed calls (Python 3.15, gh-108518)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn map_failing_call_yields_its_error_at_its_position_and_iteration_continues() {
+    let executor = ThreadPoolExecutor::new(2);
+    let results: Vec<Result<u64, Error>> = executor.map(|x| fail_on(2, x), 0..5).collect();
+    assert_eq!(results.len(), 5);
+    assert_eq!(results[0], Ok(0));
+    assert_eq!(results[1], Ok(1));
+    assert!(is_panic(&results[2]), "{:?}", results[2]);
+    assert_eq!(results[3], Ok(3));
+    assert_eq!(results[4], Ok(4));
+}
+
+#[test]
+fn map_failing_call_does_not_cancel_later_calls() {
+    let executor = ThreadPoolExecutor::new(1);
+    let held = Held::new();
+    let mut results = executor.map(|x| held_fail_on(held.id, 0, x), 0..4);
+    // Only the first call may finish: the later ones are pending when its error is yielded.
+    held.release(0);
+    assert!(is_panic(&results.next().unwrap()));
+    assert_eq!(held.finished(), [0]);
+    held.release_all();
+    let rest: Vec<_> = results.collect();
+    assert_eq!(rest, [Ok(1), Ok(2), Ok(3)]);
+}
+
+#[test]
+fn map_failing_call_under_a_timeout_is_an_item_error() {
+    // gh-155852: a call's own failure is not the map's timeout.
+    let executor = ThreadPoolExecutor::new(2);
+    let options = MapOptions::new().timeout(Duration::from_secs(3600));
+    let results: Vec<_> = executor
+        .map_with(|x| fail_on(1, x), 0..3, options)
+        .collect();
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0], Ok(0));
+    assert!(is_panic(&results[1]), "{:?}", results[1]);
+    assert!(!results[1].as_ref().unwrap_err().is_timeout());
+    assert_eq!(results[2], Ok(2));
+}
+
+#[test]
+fn map_task_returning_err_yields_ok_err() {
+    let executor = ThreadPoolExecutor::new(2);
+    let results: Vec<_> = executor.map(checked_half, [4, 5, 6]).collect();
+    assert_eq!(
+        results,
+        [Ok(Ok(2)), Ok(Err("5 is odd".to_owned())), Ok(Ok(3))]
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Timeout (gh-95166)
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn map_timeout_cancels_awaited_and_remaining_calls() {
+    let executor = ThreadPoolExecutor::new(1);
+    let blocker = block_only_thread(&executor);
+    let held = Held::new();
+    let options = MapOptions::new().timeout(SHORT);
+    let mut results = executor.map_with(|x| held_square(held.id, x), 1..4, options);
+    let error = results.next().unwrap().unwrap_err();
+    assert_eq!(
+        error,
+        Error::Timeout {
+            unfinished: 3,
+            total: 3
+        }
+    );
+    assert_eq!(error.to_string(), "3 (of 3) futures unfinished");
+    assert!(
+        results.next().is_none(),
+        "the iterator is exhausted after a timeout"
+    );
+    blocker.release_all();
+    held.release_all();
+    executor.shutdown(true, false);
+    assert!(
+        held.started().is_empty(),
+        "every map call was cancelled before it started"
+    );
+}
+
+#[test]
+fn map_timeout_is_measured_from_the_map_call() {
+    let timeout = Duration::from_millis(300);
+    let executor = ThreadPoolExecutor::new(1);
+    let blocker = block_only_thread(&executor);
+    let held = Held::new();
+    let options = MapOptions::new().timeout(timeout);
+    let mut results = executor.map_with(|x| held_square(held.id, x), 1..3, options);
+    // Let the whole timeout run out before the first next().
+    let never: Future<()> = Future::new();
+    assert!(never.result_timeout(timeout).unwrap_err().is_timeout());
+    let start = Instant::now();
+    assert!(results.next().unwrap().unwrap_err().is_timeout());
+    assert!(
+        start.elapsed() < timeout,
+        "next() waited a fresh timeout instead of what remained of the call's"
+    );
+    blocker.release_all();
+}
+
+#[test]
+fn map_timeout_does_not_stop_a_running_call() {
+    let executor = ThreadPoolExecutor::new(1);
+    let held = Held::new();
+    let options = MapOptions::new().timeout(SHORT);
+    let mut results = executor.map_with(|x| held_square(held.id, x), 0..3, options);
+    held.wait_started(1);
+    let error = results.next().unwrap().unwrap_err();
+    assert!(error.is_timeout(), "{error:?}");
+    assert!(results.next().is_none());
+    held.release_all();
+    executor.shutdown(true, false);
+    // The running call could not be cancelled and finished; the queued ones never started.
+    assert_eq!(held.started(), [0]);
+    assert_eq!(held.finished(), [0]);
+}
+
+// ---------------------------------------------------------------------------------------
+// buffersize
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn map_buffersize_works_with_infinite_input() {
+    let executor = ThreadPoolExecutor::new(2);
+    let options = MapOptions::new().buffersize(4);
+    let squares: Vec<u64> = executor
+        .map_with(square_number, 0.., options)
+        .take(10)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]);
+}
+
+#[test]
+fn map_buffersize_submits_buffersize_then_one_per_next() {
+    let executor = ThreadPoolExecutor::new(2);
+    let pulled = Cell::new(0);
+    let inputs = (0..10).inspect(|_| pulled.set(pulled.get() + 1));
+    let mut results = executor.map_with(square_number, inputs, MapOptions::new().buffersize(3));
+    assert_eq!(pulled.get(), 3, "only buffersize inputs at first");
+    assert_eq!(results.next(), Some(Ok(0)));
+    assert_eq!(pulled.get(), 4, "each next() submits one more");
+    assert_eq!(results.next(), Some(Ok(1)));
+    assert_eq!(pulled.get(), 5);
+    let rest: Vec<u64> = results.map(Result::unwrap).collect();
+    assert_eq!(rest, [4, 9, 16, 25, 36, 49, 64, 81]);
+    assert_eq!(pulled.get(), 10);
+}
+
+#[test]
+fn map_without_buffersize_pulls_all_input_at_the_call() {
+    let executor = ThreadPoolExecutor::new(2);
+    let pulled = Cell::new(0);
+    let inputs = (0..6).inspect(|_| pulled.set(pulled.get() + 1));
+    let results = executor.map(square_number, inputs);
+    assert_eq!(pulled.get(), 6);
+    assert_eq!(results.count(), 6);
+}
+
+#[test]
+fn map_buffersize_keeps_input_order() {
+    let executor = ThreadPoolExecutor::new(3);
+    let held = Held::new();
+    let options = MapOptions::new().buffersize(3);
+    let mut results = executor.map_with(|x| held_square(held.id, x), 0..6, options);
+    held.wait_started(3);
+    // Finish the second and third before the first.
+    held.release(2);
+    held.wait_finished(2);
+    held.release(1);
+    held.wait_finished(1);
+    held.release_all();
+    assert_eq!(results.next(), Some(Ok(0)));
+    let rest: Vec<u64> = results.map(Result::unwrap).collect();
+    assert_eq!(rest, [1, 4, 9, 16, 25]);
+}
+
+#[test]
+fn map_buffersize_combines_with_timeout() {
+    let executor = ThreadPoolExecutor::new(1);
+    let blocker = block_only_thread(&executor);
+    let held = Held::new();
+    let pulled = Cell::new(0);
+    let inputs = (1..).inspect(|_| pulled.set(pulled.get() + 1));
+    let options = MapOptions::new().buffersize(2).timeout(SHORT);
+    let mut results = executor.map_with(|x| held_square(held.id, x), inputs, options);
+    let error = results.next().unwrap().unwrap_err();
+    assert_eq!(
+        error,
+        Error::Timeout {
+            unfinished: 3,
+            total: 3
+        }
+    );
+    assert!(results.next().is_none());
+    assert_eq!(pulled.get(), 3, "no input is pulled after the timeout");
+    blocker.release_all();
+    held.release_all();
+    executor.shutdown(true, false);
+    assert!(held.started().is_empty());
+}
+
+#[test]
+fn map_buffersize_stops_pulling_input_after_shutdown() {
+    let executor = ThreadPoolExecutor::new(2);
+    let options = MapOptions::new().buffersize(2);
+    let mut results = executor.map_with(square_number, 0.., options);
+    assert_eq!(results.next(), Some(Ok(0)));
+    assert_eq!(results.next(), Some(Ok(1)));
+    executor.shutdown(false, false);
+    // The calls already submitted still run; the next pull fails and ends the endless input.
+    let rest: Vec<_> = results.collect();
+    assert_eq!(rest, [Ok(4), Ok(9), Err(Error::ShutDown)]);
+}
+
+#[test]
+#[should_panic(expected = "buffersize must be >= 1")]
+fn map_buffersize_zero_panics() {
+    let _ = MapOptions::new().buffersize(0);
+}
+
+// ---------------------------------------------------------------------------------------
+// chunksize
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn map_chunksize_is_ignored_by_thread_pool() {
+    let executor = ThreadPoolExecutor::new(2);
+    let options = MapOptions::new().chunksize(3);
+    assert_eq!(options.get_chunksize(), Some(3));
+    let squares: Vec<u64> = executor
+        .map_with(square_number, 0..7, options)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(squares, [0, 1, 4, 9, 16, 25, 36]);
+}
+
+#[test]
+#[should_panic(expected = "chunksize must be >= 1")]
+fn map_chunksize_zero_panics() {
+    let _ = MapOptions::new().chunksize(0);
+}
+
+// ---------------------------------------------------------------------------------------
+// Dropping the iterator, shutdown
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn dropping_map_iterator_cancels_unstarted_calls() {
+    let executor = ThreadPoolExecutor::new(1);
+    let held = Held::new();
+    let results = executor.map(|x| held_square(held.id, x), 0..4);
+    held.wait_started(1);
+    drop(results);
+    held.release_all();
+    executor.shutdown(true, false);
+    // The started call ran to its end; the other three were cancelled.
+    assert_eq!(held.started(), [0]);
+    assert_eq!(held.finished(), [0]);
+}
+
+#[test]
+fn dropping_partly_consumed_map_iterator_cancels_the_rest() {
+    let executor = ThreadPoolExecutor::new(1);
+    let held = Held::new();
+    let mut results = executor.map(|x| held_square(held.id, x), 0..4);
+    held.release(0);
+    assert_eq!(results.next(), Some(Ok(0)));
+    // Call 1 may have started (it waits for its release); calls 2 and 3 cannot have.
+    drop(results);
+    held.release_all();
+    executor.shutdown(true, false);
+    let started = held.started();
+    assert!(started == [0] || started == [0, 1], "{started:?}");
+    assert_eq!(held.finished(), started);
+}
+
+#[test]
+fn map_after_shutdown_yields_shut_down() {
+    let executor = ThreadPoolExecutor::new(2);
+    executor.shutdown(true, false);
+    let results: Vec<_> = executor.map(square_number, 0..3).collect();
+    assert!(!results.is_empty());
+    assert!(
+        results.iter().all(|r| r == &Err(Error::ShutDown)),
+        "{results:?}"
+    );
+}
+
+#[test]
+fn map_after_shutdown_with_infinite_input_terminates() {
+    let executor = ThreadPoolExecutor::new(2);
+    executor.shutdown(true, false);
+    let results: Vec<_> = executor.map(square_number, 0..).collect();
+    assert!(!results.is_empty());
+    assert!(results.iter().all(|r| r == &Err(Error::ShutDown)));
+}
