@@ -52,7 +52,9 @@ fn zero_max_tasks_per_child_is_rejected() {
         .build()
         .unwrap_err();
     assert!(
-        error.to_string().contains("max_tasks_per_child must be >= 1"),
+        error
+            .to_string()
+            .contains("max_tasks_per_child must be >= 1"),
         "{error}"
     );
 }
@@ -113,4 +115,28 @@ fn three_blocked_tasks_start_exactly_three_processes() {
     finished.sort_unstable();
     assert_eq!(finished, pids);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[task]
+fn initializer_that_aborts() {
+    std::process::abort()
+}
+
+#[test]
+fn initializer_that_kills_its_worker_breaks_the_pool_instead_of_respawning() {
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(initializer_that_aborts())
+        .build()
+        .unwrap();
+    let error = executor.submit(worker_pid()).result().unwrap_err();
+    match &error {
+        Error::Broken { reason } => {
+            assert!(reason.contains("initializer"), "{reason}");
+            assert!(reason.contains("signal: 6"), "{reason}");
+        }
+        other => panic!("expected Broken, got {other:?}"),
+    }
+    // Later submits fail the same way, at once.
+    assert_eq!(executor.submit(worker_pid()).result().unwrap_err(), error);
 }

@@ -42,8 +42,9 @@ pub(super) trait Completion: Send {
 
 impl<T: DeserializeOwned + Send + 'static> Completion for Future<T> {
     fn start(&self) -> bool {
-        // A future already running was started once and came back from a dead worker.
-        self.set_running_or_notify_cancel().unwrap_or(true)
+        // A future already running was sent once and came back from a dead worker unstarted.
+        self.state() == crate::future::State::Running
+            || self.set_running_or_notify_cancel().unwrap_or(true)
     }
 
     fn succeed(&self, output: &[u8]) {
@@ -139,6 +140,8 @@ pub(super) struct Slot {
     /// How long the last task ran, as seen from here: decides whether to pipeline.
     pub(super) last_task_time: Duration,
     pub(super) ready: bool,
+    /// The initializer (if any) has succeeded in this worker.
+    pub(super) initialized: bool,
     /// Jobs sent over this worker's life, against `max_tasks_per_child`.
     pub(super) sent: usize,
     pub(super) exit_sent: bool,
@@ -239,7 +242,7 @@ impl Scheduler {
         let idle = state
             .workers
             .values()
-            .filter(|w| w.in_flight.is_empty() && w.doom.is_none())
+            .filter(|w| w.in_flight.is_empty() && w.doom.is_none() && !w.exit_sent)
             .count();
         let live = state.workers.len() + state.starting;
         let wanted = state.pending.len().saturating_sub(idle + state.starting);
@@ -337,14 +340,22 @@ impl Scheduler {
             state.pending.push_front(job);
         }
 
+        let how = status.map_or_else(|| "ended".to_owned(), |s| s.to_string());
         if let Some(reason) = refused {
+            effects.fail.extend(self.break_pool(&mut state, reason));
+        } else if slot.ready && !slot.initialized && slot.doom.is_none() {
+            // Python breaks the pool when an initializer fails; one that takes its worker
+            // down would otherwise be retried forever.
+            let reason = format!(
+                "the worker initializer took its worker (pid {}) down: {how}",
+                slot.pid
+            );
             effects.fail.extend(self.break_pool(&mut state, reason));
         } else if !slot.ready {
             state.handshake_failures += 1;
             if state.handshake_failures >= HANDSHAKE_FAILURES_BEFORE_BROKEN
                 && state.workers.values().all(|w| !w.ready)
             {
-                let how = status.map_or_else(|| "ended".to_owned(), |s| s.to_string());
                 let reason = format!(
                     "{} worker processes in a row exited before their handshake (the last, pid \
                      {}, {how}); call concurrent_futures::init() first in main, or \

@@ -42,6 +42,7 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
                 front_started_at: None,
                 last_task_time: Duration::ZERO,
                 ready: false,
+                initialized: scheduler.config.initializer.is_none(),
                 sent: 0,
                 exit_sent: false,
                 doom: None,
@@ -304,7 +305,11 @@ fn handle(
         wire::REFUSED => Err(Stop::Refused(
             String::from_utf8_lossy(&frame.body).into_owned(),
         )),
-        wire::STARTED | wire::SUCCEEDED if frame.id == INITIALIZER_ID => Ok(None),
+        wire::STARTED if frame.id == INITIALIZER_ID => Ok(None),
+        wire::SUCCEEDED if frame.id == INITIALIZER_ID => {
+            slot.initialized = true;
+            Ok(None)
+        }
         // Python breaks the pool when an initializer raises; the worker is killed on return.
         wire::FAILED if frame.id == INITIALIZER_ID => Err(Stop::Refused(format!(
             "the worker initializer failed: {}",
