@@ -43,9 +43,9 @@ fn is_prime(n: u64) -> bool {
     (3..=limit).step_by(2).all(|d| n % d != 0)
 }
 
+/// `#[concurrent_futures::main]` puts `concurrent_futures::init()` first, where workers enter.
+#[concurrent_futures::main]
 fn main() {
-    concurrent_futures::init();
-
     let started = Instant::now();
     let executor = ProcessPoolExecutor::default();
     let futures: Vec<_> = PRIMES

@@ -124,7 +124,7 @@
 //! An arm's `break` or `continue` would act on the macro's own loop; leave arms with `?` or
 //! `return`.
 
-pub use concurrent_futures_macros::task;
+pub use concurrent_futures_macros::{main, task};
 pub use concurrent_futures_runtime::{
     AsCompleted, AsCompletedTimeout, AwaitFuture, DoneAndNotDone, DuplicateTaskName, Error,
     Executor, Future, InitResult, Map, MapOptions, ProcessPoolBuilder, ProcessPoolExecutor,

@@ -8,6 +8,7 @@ use proc_macro::TokenStream;
 
 mod errors;
 mod join;
+mod main_attr;
 mod task;
 
 /// Turns a function into a task: a serializable value that an executor runs, here or in
@@ -91,6 +92,26 @@ mod task;
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, item: TokenStream) -> TokenStream {
     task::expand(args.into(), item.into()).into()
+}
+
+/// Puts `concurrent_futures::init()` first in `main`, where a process-pool worker enters and
+/// never returns.
+///
+/// ```
+/// #[concurrent_futures::main]
+/// fn main() {
+///     // concurrent_futures::init() runs here first
+///     let executor = concurrent_futures::ThreadPoolExecutor::new(2);
+///     assert_eq!(executor.spawn(|| 6 * 7).result(), Ok(42));
+/// }
+/// ```
+///
+/// With an async runtime, put it below the runtime's attribute (`#[tokio::main]` first), so
+/// that it sees the plain `fn main` that attribute produces. `crate = "path"` names a renamed
+/// facade.
+#[proc_macro_attribute]
+pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
+    main_attr::expand(args.into(), item.into()).into()
 }
 
 /// The code generation behind the facade's `join_completed!`; not for direct use.
