@@ -193,7 +193,7 @@ pub(crate) fn timeout_nanos(text: &str) -> Result<u64, String> {
     let fraction_value: u128 = fraction.parse().unwrap_or(0);
     let scale = 10u128.pow(fraction.len() as u32);
     let fraction_nanos = fraction_value * per_unit;
-    if fraction_nanos % scale != 0 {
+    if !fraction_nanos.is_multiple_of(scale) {
         return Err(invalid("finer than a nanosecond"));
     }
     let nanos = whole * per_unit + fraction_nanos / scale;
