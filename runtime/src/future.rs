@@ -58,6 +58,9 @@ struct Slot<T> {
     waiters: Vec<(Arc<WaitSet>, usize)>,
     /// Async tasks awaiting this future.
     wakers: Vec<Waker>,
+    /// Threads blocked on `done`: completion signals the condvar only if there are any, since
+    /// a signal costs a system call and most futures are never waited on while running.
+    sleepers: usize,
 }
 
 type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send>;
@@ -90,6 +93,7 @@ impl<T> Phase<T> {
 
 /// Everything to notify once a future is done, collected under the lock and used after it.
 struct Notifications<T> {
+    wake_sleepers: bool,
     callbacks: Vec<Callback<T>>,
     waiters: Vec<(Arc<WaitSet>, usize)>,
     wakers: Vec<Waker>,
@@ -105,6 +109,7 @@ impl<T> Future<T> {
                     callbacks: Vec::new(),
                     waiters: Vec::new(),
                     wakers: Vec::new(),
+                    sleepers: 0,
                 }),
                 done: Condvar::new(),
             }),
@@ -285,7 +290,9 @@ impl<T> Future<T> {
 
     /// Wakes everyone waiting on this future, then runs the callbacks, outside the lock.
     fn notify(&self, notifications: Notifications<T>) {
-        self.inner.done.notify_all();
+        if notifications.wake_sleepers {
+            self.inner.done.notify_all();
+        }
         for (set, key) in notifications.waiters {
             set.push(key);
         }
@@ -312,23 +319,27 @@ impl<T> Future<T> {
         while !slot.phase.is_done() {
             match deadline {
                 None => {
+                    slot.sleepers += 1;
                     slot = self
                         .inner
                         .done
                         .wait(slot)
                         .unwrap_or_else(|poisoned| poisoned.into_inner());
+                    slot.sleepers -= 1;
                 }
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
                         return Err(slot);
                     }
+                    slot.sleepers += 1;
                     slot = self
                         .inner
                         .done
                         .wait_timeout(slot, deadline - now)
                         .unwrap_or_else(|poisoned| poisoned.into_inner())
                         .0;
+                    slot.sleepers -= 1;
                 }
             }
         }
@@ -372,6 +383,7 @@ impl<T> Future<T> {
 
 fn take_notifications<T>(slot: &mut Slot<T>) -> Notifications<T> {
     Notifications {
+        wake_sleepers: slot.sleepers > 0,
         callbacks: std::mem::take(&mut slot.callbacks),
         waiters: std::mem::take(&mut slot.waiters),
         wakers: std::mem::take(&mut slot.wakers),

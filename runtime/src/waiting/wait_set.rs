@@ -10,24 +10,38 @@ use crate::sync::{Condvar, Mutex, lock};
 #[doc(hidden)]
 #[derive(Debug, Default)]
 pub struct WaitSet {
-    ready: Mutex<VecDeque<usize>>,
+    ready: Mutex<Ready>,
     changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Ready {
+    keys: VecDeque<usize>,
+    /// Whether the waiter is blocked: a push signals only then, since a signal costs a system
+    /// call and an `as_completed` over finished work never blocks.
+    sleeping: bool,
 }
 
 impl WaitSet {
     /// Records that the future registered under `key` is done.
     pub(crate) fn push(&self, key: usize) {
-        lock(&self.ready).push_back(key);
-        self.changed.notify_one();
+        let mut ready = lock(&self.ready);
+        ready.keys.push_back(key);
+        let wake = ready.sleeping;
+        drop(ready);
+        if wake {
+            self.changed.notify_one();
+        }
     }
 
     /// The next completed key, blocking until one arrives or `deadline` passes.
     pub(crate) fn pop(&self, deadline: Option<Instant>) -> Option<usize> {
         let mut ready = lock(&self.ready);
         loop {
-            if let Some(key) = ready.pop_front() {
+            if let Some(key) = ready.keys.pop_front() {
                 return Some(key);
             }
+            ready.sleeping = true;
             ready = match deadline {
                 None => self
                     .changed
@@ -36,6 +50,7 @@ impl WaitSet {
                 Some(deadline) => {
                     let now = Instant::now();
                     if now >= deadline {
+                        ready.sleeping = false;
                         return None;
                     }
                     self.changed
@@ -44,6 +59,7 @@ impl WaitSet {
                         .0
                 }
             };
+            ready.sleeping = false;
         }
     }
 }
