@@ -55,9 +55,7 @@ pub trait ErasedTask: Send {
 #[doc(hidden)]
 pub fn run_encoded<T: Task>(task: T) -> Result<Vec<u8>, Error> {
     let output = task.run();
-    postcard::to_stdvec(&output).map_err(|e| Error::Serialization {
-        message: format!("result of task `{}`: {e}", T::NAME),
-    })
+    crate::encode::to_bytes(&output, format_args!("the result of task `{}`", T::NAME))
 }
 
 /// One `#[task]`'s entry in the registry: its name and the Rust type that claimed it.

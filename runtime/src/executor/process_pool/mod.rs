@@ -185,9 +185,8 @@ fn default_max_workers() -> usize {
 /// The typetag form of a task, as a worker decodes it.
 fn encode_task<T: Task>(task: &T) -> Result<Vec<u8>, Error> {
     let erased: &dyn ErasedTask = task;
-    let payload = postcard::to_stdvec(erased).map_err(|e| Error::Serialization {
-        message: format!("cannot encode the arguments of task `{}`: {e}", T::NAME),
-    })?;
+    let payload =
+        crate::encode::to_bytes(erased, format_args!("the arguments of task `{}`", T::NAME))?;
     // Room for the frame header: the frame, not just the payload, must fit.
     if payload.len() > MAX_FRAME - 64 {
         return Err(Error::Serialization {
