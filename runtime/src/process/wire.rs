@@ -34,6 +34,10 @@ pub(crate) const SUCCEEDED: u8 = 19;
 /// Worker to parent: task `id` failed (body = the encoded `Error`).
 pub(crate) const FAILED: u8 = 20;
 
+/// The id of a pool's initializer, run first in each worker; a worker whose initializer fails
+/// reports it and exits. Jobs count from 1.
+pub(crate) const INITIALIZER_ID: u64 = 0;
+
 const HEADER: usize = 1 + 8;
 
 /// Frames larger than this are refused on both sides: a corrupt or hostile length prefix must

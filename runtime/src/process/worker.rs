@@ -28,7 +28,7 @@ pub(crate) fn run(marker: &str) -> ! {
     match serve(marker) {
         Ok(()) => process::exit(0),
         Err(message) => {
-            eprintln!("concurrent-futures worker {}: {message}", process::id());
+            say(&message);
             process::exit(EXIT_GAVE_UP)
         }
     }
@@ -83,20 +83,16 @@ fn serve(marker: &str) -> Result<(), String> {
                     // Closing the channel: the main thread finishes what it has, then exits.
                     Ok(Some(frame)) if frame.kind == wire::EXIT => return,
                     Ok(Some(frame)) => {
-                        eprintln!(
-                            "concurrent-futures worker {}: unexpected frame kind {} from the pool",
-                            process::id(),
+                        say(&format!(
+                            "unexpected frame kind {} from the pool",
                             frame.kind
-                        );
+                        ));
                         process::exit(EXIT_GAVE_UP);
                     }
                     // The parent is gone: nobody wants the results.
                     Ok(None) => process::exit(0),
                     Err(error) => {
-                        eprintln!(
-                            "concurrent-futures worker {}: broken stream from the pool: {error}",
-                            process::id()
-                        );
+                        say(&format!("broken stream from the pool: {error}"));
                         process::exit(EXIT_GAVE_UP);
                     }
                 }
@@ -130,8 +126,20 @@ fn serve(marker: &str) -> Result<(), String> {
         // More work already waiting: the result rides with the next task's report.
         let flush = incoming.is_empty();
         write_out(&mut writer, &mut frame, flush)?;
+        if id == wire::INITIALIZER_ID && outcome.is_err() {
+            // Python's worker exits when its initializer raises; no task runs after it.
+            writer.flush().map_err(|e| e.to_string())?;
+            process::exit(EXIT_GAVE_UP);
+        }
     }
     writer.flush().map_err(|e| e.to_string())
+}
+
+/// Writes to the process's stderr itself, not through `eprintln!`, which a test harness
+/// captures (and which would then be lost when the worker exits).
+fn say(message: &str) {
+    let line = format!("concurrent-futures worker {}: {message}\n", process::id());
+    let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
 fn write_out(writer: &mut impl Write, frame: &mut Vec<u8>, flush: bool) -> Result<(), String> {

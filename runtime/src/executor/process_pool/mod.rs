@@ -33,7 +33,10 @@ const DEFAULT_PIPELINE_DEPTH: usize = 16;
 ///   or the builder's default) kills and replaces its worker and fails it with
 ///   [`Error::TaskTimedOut`];
 /// - a panic comes back as [`Error::Panicked`] with its message and location, the worker
-///   lives on.
+///   lives on;
+/// - a future is running only once its worker has started it (Python marks it running as it
+///   enters the call queue), so a task queued behind another can still be cancelled, and
+///   `terminate_workers`/`kill_workers` cancel what had not started instead of failing it.
 ///
 /// Tasks, arguments and results travel as postcard frames on a socket each worker inherits,
 /// never on stdout or stderr, so a task's `println!` reaches the terminal untouched.
@@ -173,7 +176,7 @@ impl ProcessPoolBuilder {
                 task_timeout: self.task_timeout,
                 executable: self.executable,
             })),
-            next_id: AtomicU64::new(worker::INITIALIZER_ID + 1),
+            next_id: AtomicU64::new(wire::INITIALIZER_ID + 1),
         })
     }
 }
@@ -347,6 +350,16 @@ impl ProcessPoolExecutor {
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
         let mut state = self.scheduler.lock();
         state.shut_down = true;
+        if cancel_futures {
+            // Queued in a worker behind its first job: cancelled here, the worker's result
+            // dropped. The first may have started already (its report can still be on the
+            // way), so it is left to finish.
+            for slot in state.workers.values() {
+                for job in slot.in_flight.iter().skip(1) {
+                    job.future.cancel();
+                }
+            }
+        }
         let effects = Effects {
             cancel: if cancel_futures {
                 state.pending.drain(..).collect()
@@ -396,6 +409,7 @@ impl ProcessPoolExecutor {
     }
 
     fn signal_workers(&self, signal: libc::c_int) {
+        self.scheduler.lock().forced = true;
         self.shutdown(false, true);
         let mut state = self.scheduler.lock();
         for slot in state.workers.values_mut() {

@@ -31,9 +31,16 @@ pub(super) struct Job {
 }
 
 /// The future of a job, with its output type erased: the scheduler completes it from bytes.
+///
+/// A job's future stays pending until its worker reports that it started it, not when it is
+/// sent: a job queued behind another in a worker can still be cancelled, and one that a dead
+/// or stopped worker never started is put back or cancelled, never left running.
 pub(super) trait Completion: Send {
-    /// Python's `set_running_or_notify_cancel`: false if the user cancelled it.
-    fn start(&self) -> bool;
+    /// The user cancelled it before it was sent: drop the job (Python's notify).
+    fn cancelled_before_sending(&self) -> bool;
+    /// The worker started it: Python's `set_running_or_notify_cancel`. A future cancelled
+    /// since it was sent stays cancelled; the worker's result is then dropped.
+    fn start(&self);
     /// Decodes the worker's output and completes the future with it.
     fn succeed(&self, output: &[u8]);
     fn fail(&self, error: Error);
@@ -41,10 +48,17 @@ pub(super) trait Completion: Send {
 }
 
 impl<T: DeserializeOwned + Send + 'static> Completion for Future<T> {
-    fn start(&self) -> bool {
-        // A future already running was sent once and came back from a dead worker unstarted.
-        self.state() == crate::future::State::Running
-            || self.set_running_or_notify_cancel().unwrap_or(true)
+    fn cancelled_before_sending(&self) -> bool {
+        self.cancelled() && {
+            let _ = self.set_running_or_notify_cancel();
+            true
+        }
+    }
+
+    fn start(&self) {
+        if self.state() == crate::future::State::Pending {
+            let _ = self.set_running_or_notify_cancel();
+        }
     }
 
     fn succeed(&self, output: &[u8]) {
@@ -74,14 +88,19 @@ impl<T: DeserializeOwned + Send + 'static> Completion for Future<T> {
 pub(super) struct Batch(pub(super) Vec<Box<dyn Completion>>);
 
 impl Completion for Batch {
-    fn start(&self) -> bool {
-        // Every future must leave PENDING; the chunk runs if any of them is still wanted.
-        // No short-circuit: each future's state must move.
-        let mut any = false;
+    fn cancelled_before_sending(&self) -> bool {
+        // No short-circuit: each cancelled future must be notified.
+        let mut all = true;
         for future in &self.0 {
-            any |= future.start();
+            all &= future.cancelled_before_sending();
         }
-        any
+        all
+    }
+
+    fn start(&self) {
+        for future in &self.0 {
+            future.start();
+        }
     }
 
     fn succeed(&self, output: &[u8]) {
@@ -155,6 +174,8 @@ pub(super) struct State {
     pub(super) starting: usize,
     pub(super) next_worker: u64,
     pub(super) shut_down: bool,
+    /// Shut down by `terminate_workers` or `kill_workers`: nothing more runs.
+    pub(super) forced: bool,
     pub(super) broken: Option<String>,
     /// Workers that died before their handshake since the last one that completed it.
     pub(super) handshake_failures: usize,
@@ -194,6 +215,7 @@ impl Scheduler {
                 starting: 0,
                 next_worker: 0,
                 shut_down: false,
+                forced: false,
                 broken: None,
                 handshake_failures: 0,
                 threads: Vec::new(),
@@ -335,9 +357,15 @@ impl Scheduler {
             };
             effects.fail.push((job, error));
         }
-        // Not started: they run elsewhere, ahead of newer work.
-        while let Some(job) = slot.in_flight.pop_back() {
-            state.pending.push_front(job);
+        if state.forced {
+            // terminate_workers / kill_workers: what the worker had not started is cancelled,
+            // never run by a replacement.
+            effects.cancel.extend(slot.in_flight.drain(..));
+        } else {
+            // Not started: they run elsewhere, ahead of newer work.
+            while let Some(job) = slot.in_flight.pop_back() {
+                state.pending.push_front(job);
+            }
         }
 
         let how = status.map_or_else(|| "ended".to_owned(), |s| s.to_string());
@@ -371,7 +399,7 @@ impl Scheduler {
             effects
                 .fail
                 .extend(state.pending.drain(..).map(|job| (job, error.clone())));
-        } else if !state.pending.is_empty() {
+        } else if !state.pending.is_empty() && !state.forced {
             effects.spawn = self.workers_to_start(&mut state);
         }
         drop(state);

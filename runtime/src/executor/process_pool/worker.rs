@@ -16,11 +16,8 @@ use crate::process::entry::{
     WORKER_MARKER, started_as_worker_outside_worker_mode, test_entry_name,
 };
 use crate::process::identity::build_identity;
-use crate::process::wire;
+use crate::process::wire::{self, INITIALIZER_ID};
 use crate::sync::Arc;
-
-/// The id of the initializer's run; jobs count from 1.
-pub(super) const INITIALIZER_ID: u64 = 0;
 
 /// Starts one worker (the caller counted it in `starting`) and its threads.
 pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
@@ -202,8 +199,7 @@ fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut 
             break;
         }
         let job = state.pending.pop_front().expect("not empty");
-        // Cancelled while queued: `start` saw it (Python's notify) and the job is dropped.
-        if job.future.start() {
+        if !job.future.cancelled_before_sending() {
             wire::encode(out, job.kind, job.id, &job.payload).expect("size checked at submit");
             let slot = state.workers.get_mut(&worker).expect("present");
             slot.sent += 1;
@@ -320,6 +316,7 @@ fn handle(
                 return Err(Stop::Protocol(format!("started unknown task {}", frame.id)));
             };
             slot.front_started = true;
+            job.future.start();
             let now = Instant::now();
             slot.front_started_at = Some(now);
             if let Some(timeout) = job.timeout {
