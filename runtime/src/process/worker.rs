@@ -202,6 +202,11 @@ fn inherited_socket(marker: &str) -> Result<UnixStream, String> {
              ProcessPoolExecutor, not by hand"
         ));
     }
+    let fd = if fd <= 2 {
+        move_off_standard_stream(fd)?
+    } else {
+        fd
+    };
     // SAFETY: the parent handed this descriptor to this process alone (the marker names it),
     // `is_socket` checked that it is open and a socket, and nothing else in the process owns
     // it: it is wrapped exactly once, here.
@@ -210,6 +215,35 @@ fn inherited_socket(marker: &str) -> Result<UnixStream, String> {
     // Processes this worker's tasks start must not inherit the pool's socket.
     set_cloexec(fd);
     Ok(socket)
+}
+
+/// The parent passes the socket as stdin: give it a descriptor of its own, and give the
+/// standard stream /dev/null, so a task that reads stdin cannot eat the pool's frames.
+#[allow(unsafe_code)]
+fn move_off_standard_stream(fd: RawFd) -> Result<RawFd, String> {
+    let null = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("cannot open /dev/null: {e}"))?;
+    // SAFETY: fcntl and dup2 on descriptors this process owns; no memory is touched. `moved`
+    // is a new descriptor (close-on-exec) that nothing else refers to.
+    unsafe {
+        let moved = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3);
+        if moved < 0 {
+            return Err(format!(
+                "cannot move the pool's socket: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) < 0 {
+            return Err(format!(
+                "cannot replace stdin: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(moved)
+    }
 }
 
 #[allow(unsafe_code)]

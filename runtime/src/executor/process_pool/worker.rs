@@ -2,9 +2,7 @@
 //! jobs and read back what it reports.
 
 use std::io::{BufReader, Write};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -96,28 +94,15 @@ fn start_process(config: &Config) -> Result<(Child, UnixStream), String> {
             ]);
         }
     }
-    let inherited = theirs.as_raw_fd();
+    // The worker's end of the socket goes in as its stdin, which the worker moves aside at
+    // once (tasks see /dev/null, as Python's workers do): no `pre_exec`, so std can start the
+    // worker with posix_spawn instead of copying this process's page tables with fork.
     command
-        .env(WORKER_MARKER, inherited.to_string())
-        // Python's workers do not read the terminal either.
-        .stdin(Stdio::null());
-    // SAFETY: runs in the forked child before exec; fcntl is async-signal-safe and touches
-    // no memory. It clears close-on-exec on the one descriptor meant for the worker; the
-    // parent's copy keeps it, so no other child inherits the socket.
-    #[allow(unsafe_code)]
-    unsafe {
-        command.pre_exec(move || {
-            let flags = libc::fcntl(inherited, libc::F_GETFD);
-            if flags < 0 || libc::fcntl(inherited, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+        .env(WORKER_MARKER, "0")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)));
     let child = command
         .spawn()
         .map_err(|e| format!("cannot start worker {}: {e}", executable.display()))?;
-    drop(theirs);
     Ok((child, ours))
 }
 
