@@ -29,6 +29,36 @@ pub(crate) fn to_bytes<T: Serialize + ?Sized>(
     })
 }
 
+/// Appends postcard's encoding of `value` to `out`; errors as [`to_bytes`].
+pub(crate) fn append<T: Serialize + ?Sized>(
+    value: &T,
+    what: impl Display,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let start = out.len();
+    postcard::to_extend(value, Appender(out))
+        .map(|_| ())
+        .map_err(|_| {
+            out.truncate(start);
+            match to_bytes(value, &what) {
+                Err(error) => error,
+                // A value that fails only once: nothing more to say about it.
+                Ok(_) => Error::Serialization {
+                    message: format!("cannot encode {what}"),
+                },
+            }
+        })
+}
+
+/// Lets postcard write straight into a buffer it does not own.
+struct Appender<'a>(&'a mut Vec<u8>);
+
+impl Extend<u8> for Appender<'_> {
+    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
+        self.0.extend(bytes);
+    }
+}
+
 /// The message a `Serialize` impl failed with.
 #[derive(Debug)]
 struct Probed(String);

@@ -1,6 +1,7 @@
 //! The `Task` trait that `#[task]` implements, and the registry of task names.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -25,7 +26,7 @@ use crate::error::{DuplicateTaskName, Error};
 /// assert_eq!(<Add as Task>::NAME, concat!(module_path!(), "::add"));
 /// assert_eq!(t.run(), 5);
 /// ```
-pub trait Task: ErasedTask + Send + 'static {
+pub trait Task: ErasedTask + Serialize + DeserializeOwned + Send + 'static {
     /// What the function returns. Serializable so that it can cross a process boundary.
     type Output: Serialize + DeserializeOwned + Send + 'static;
 
@@ -58,18 +59,43 @@ pub fn run_encoded<T: Task>(task: T) -> Result<Vec<u8>, Error> {
     crate::encode::to_bytes(&output, format_args!("the result of task `{}`", T::NAME))
 }
 
-/// One `#[task]`'s entry in the registry: its name and the Rust type that claimed it.
+/// How a worker runs a call of one task type: decode the arguments as that very type (no
+/// type-erased decoding, which visits a `Vec<u8>` byte by byte through a vtable), run, and
+/// append the encoded output to `out`.
+pub(crate) type RunFn = fn(&[u8], &mut Vec<u8>) -> Result<(), Error>;
+
+/// The [`RunFn`] of task type `T`, registered by `#[task]`.
+#[doc(hidden)]
+pub fn run_registered<T: Task>(arguments: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+    let task: T = postcard::from_bytes(arguments).map_err(|e| Error::Serialization {
+        message: format!("cannot decode the arguments of task `{}`: {e}", T::NAME),
+    })?;
+    let output = task.run();
+    crate::encode::append(
+        &output,
+        format_args!("the result of task `{}`", T::NAME),
+        out,
+    )
+}
+
+/// One `#[task]`'s entry in the registry: its name, the Rust type that claimed it, and how a
+/// worker runs it.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct TaskRegistration {
     name: &'static str,
     type_path: &'static str,
+    run: RunFn,
 }
 
 impl TaskRegistration {
     #[doc(hidden)]
-    pub const fn new(name: &'static str, type_path: &'static str) -> Self {
-        Self { name, type_path }
+    pub const fn new(name: &'static str, type_path: &'static str, run: RunFn) -> Self {
+        Self {
+            name,
+            type_path,
+            run,
+        }
     }
 
     pub(crate) fn name(&self) -> &'static str {
@@ -79,9 +105,27 @@ impl TaskRegistration {
     pub(crate) fn type_path(&self) -> &'static str {
         self.type_path
     }
+
+    pub(crate) fn run(&self) -> RunFn {
+        self.run
+    }
 }
 
 inventory::collect!(TaskRegistration);
+
+/// The registration of the task named `name`, looked up in a map built once per process.
+pub(crate) fn find(name: &str) -> Option<&'static TaskRegistration> {
+    static BY_NAME: OnceLock<HashMap<&'static str, &'static TaskRegistration>> = OnceLock::new();
+    BY_NAME
+        .get_or_init(|| {
+            inventory::iter::<TaskRegistration>
+                .into_iter()
+                .map(|r| (r.name, r))
+                .collect()
+        })
+        .get(name)
+        .copied()
+}
 
 /// Checks that no two `#[task]` functions linked into this program share a name.
 ///

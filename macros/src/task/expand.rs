@@ -168,6 +168,7 @@ pub(crate) fn task(task: &Task<'_>) -> TokenStream {
                 #private::TaskRegistration::new(
                     __NAME,
                     ::core::concat!(::core::module_path!(), "::", #type_name),
+                    #private::run_registered::<#type_ident>,
                 )
             }
         };

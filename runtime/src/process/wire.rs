@@ -15,12 +15,12 @@ use std::io::{self, Read, Write};
 
 /// Parent to worker: "I am your parent; here is my build identity" (id = identity).
 pub(crate) const HELLO: u8 = 1;
-/// Parent to worker: run this task (body = the typetag-encoded task).
+/// Parent to worker: run this call (body: see `call`).
 pub(crate) const RUN: u8 = 2;
 /// Parent to worker: finish what you have and exit.
 pub(crate) const EXIT: u8 = 3;
-/// Parent to worker: run these tasks one after another (body = a [`batch`] of encoded tasks);
-/// the answer is one `SUCCEEDED` whose body is a batch of [`outcome`]s.
+/// Parent to worker: run this chunk of calls one after another (see `call`); the answer is
+/// one `SUCCEEDED` with an outcome per call.
 pub(crate) const RUN_BATCH: u8 = 4;
 
 /// Worker to parent: handshake accepted (id = pid).
@@ -69,26 +69,28 @@ pub(crate) fn encode(out: &mut Vec<u8>, kind: u8, id: u64, body: &[u8]) -> io::R
     Ok(())
 }
 
-/// Appends one item of a batch body: `u32 LE length`, then the bytes.
-pub(crate) fn push_item(out: &mut Vec<u8>, item: &[u8]) {
-    out.extend_from_slice(&(item.len() as u32).to_le_bytes());
-    out.extend_from_slice(item);
+/// Starts a frame in `out` whose body the caller appends; [`end`] fills in its length. Saves
+/// copying a large result from its own buffer into the frame.
+pub(crate) fn begin(out: &mut Vec<u8>, kind: u8, id: u64) -> usize {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.push(kind);
+    out.extend_from_slice(&id.to_le_bytes());
+    start
 }
 
-/// Splits a batch body into its items; `None` if it is malformed.
-pub(crate) fn batch_items(mut body: &[u8]) -> Option<Vec<&[u8]>> {
-    let mut items = Vec::new();
-    while !body.is_empty() {
-        let (len, rest) = body.split_first_chunk::<4>()?;
-        let len = u32::from_le_bytes(*len) as usize;
-        if rest.len() < len {
-            return None;
-        }
-        let (item, rest) = rest.split_at(len);
-        items.push(item);
-        body = rest;
+/// Finishes the frame begun at `start`; a frame over [`MAX_FRAME`] is an error and is removed.
+pub(crate) fn end(out: &mut Vec<u8>, start: usize) -> io::Result<()> {
+    let len = out.len() - start - 4;
+    if len > MAX_FRAME {
+        out.truncate(start);
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
     }
-    Some(items)
+    out[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    Ok(())
 }
 
 /// Writes one frame and flushes it.
@@ -174,15 +176,16 @@ mod tests {
     }
 
     #[test]
-    fn batch_items_round_trip_and_reject_overruns() {
-        let mut body = Vec::new();
-        push_item(&mut body, b"one");
-        push_item(&mut body, b"");
-        push_item(&mut body, b"three");
-        let items = batch_items(&body).unwrap();
-        assert_eq!(items, [&b"one"[..], b"", b"three"]);
-        assert!(batch_items(&body[..body.len() - 1]).is_none());
-        assert!(batch_items(&[1, 0]).is_none());
+    fn frames_built_in_place_read_back() {
+        let mut stream = Vec::new();
+        let start = begin(&mut stream, SUCCEEDED, 3);
+        stream.extend_from_slice(b"output");
+        end(&mut stream, start).unwrap();
+        let frame = read(&mut stream.as_slice()).unwrap().unwrap();
+        assert_eq!(
+            (frame.kind, frame.id, frame.body.as_slice()),
+            (SUCCEEDED, 3, &b"output"[..])
+        );
     }
 
     #[test]

@@ -11,11 +11,10 @@ use std::os::unix::net::UnixStream;
 use std::process;
 use std::time::Duration;
 
+use super::call;
 use super::identity::build_identity;
 use super::wire;
 use crate::error::Error;
-use crate::task::ErasedTask;
-use crate::unwind;
 
 /// How long a worker waits for its parent's hello before deciding it has none.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -108,20 +107,20 @@ fn serve(marker: &str) -> Result<(), String> {
         wire::encode(&mut frame, wire::STARTED, id, &[]).expect("empty frame fits");
         write_out(&mut writer, &mut frame, true)?;
 
+        let start = wire::begin(&mut frame, wire::SUCCEEDED, id);
         let outcome = if task.kind == wire::RUN_BATCH {
-            run_batch(&task.body)
+            call::run_chunk(&task.body, &mut frame)
         } else {
-            run_one(&task.body)
+            call::run(&task.body, &mut frame)
         };
-        let encoded = match &outcome {
-            Ok(output) => wire::encode(&mut frame, wire::SUCCEEDED, id, output),
-            Err(error) => wire::encode(&mut frame, wire::FAILED, id, &encode_error(error)),
-        };
-        if let Err(too_large) = encoded {
-            let error = Error::Serialization {
-                message: format!("result of task {id}: {too_large}"),
-            };
-            wire::encode(&mut frame, wire::FAILED, id, &encode_error(&error)).expect("small frame");
+        let outcome = outcome.and_then(|()| {
+            wire::end(&mut frame, start).map_err(|too_large| Error::Serialization {
+                message: format!("the result of task {id}: {too_large}"),
+            })
+        });
+        if let Err(error) = &outcome {
+            frame.truncate(start);
+            wire::encode(&mut frame, wire::FAILED, id, &encode_error(error)).expect("small frame");
         }
         // More work already waiting: the result rides with the next task's report.
         let flush = incoming.is_empty();
@@ -149,42 +148,6 @@ fn write_out(writer: &mut impl Write, frame: &mut Vec<u8>, flush: bool) -> Resul
     frame.clear();
     // The parent closed the socket: it is gone or shutting us down.
     result.map_err(|e| format!("cannot write to the pool: {e}"))
-}
-
-/// Decodes and runs one task; its encoded output, or why there is none.
-fn run_one(body: &[u8]) -> Result<Vec<u8>, Error> {
-    decode_task(body).and_then(|task| unwind::catch(|| task.run_encoded())?)
-}
-
-/// Runs each task of a batch in turn; the answer is a batch of outcomes, each a tag byte
-/// (0: output follows, 1: encoded error follows) and its bytes.
-fn run_batch(body: &[u8]) -> Result<Vec<u8>, Error> {
-    let items = wire::batch_items(body).ok_or_else(|| Error::Serialization {
-        message: "malformed batch of tasks".to_owned(),
-    })?;
-    let mut out = Vec::new();
-    let mut item = Vec::new();
-    for task in items {
-        item.clear();
-        match run_one(task) {
-            Ok(output) => {
-                item.push(0);
-                item.extend_from_slice(&output);
-            }
-            Err(error) => {
-                item.push(1);
-                item.extend_from_slice(&encode_error(&error));
-            }
-        }
-        wire::push_item(&mut out, &item);
-    }
-    Ok(out)
-}
-
-fn decode_task(body: &[u8]) -> Result<Box<dyn ErasedTask>, Error> {
-    postcard::from_bytes(body).map_err(|e| Error::Serialization {
-        message: format!("cannot decode the task in the worker: {e}"),
-    })
 }
 
 fn encode_error(error: &Error) -> Vec<u8> {

@@ -13,9 +13,10 @@ use scheduler::{Batch, Completion, Effects, Job, Scheduler};
 use super::{Executor, Map, MapOptions};
 use crate::error::Error;
 use crate::future::Future;
+use crate::process::call;
 use crate::process::wire::{self, MAX_FRAME};
 use crate::sync::Arc;
-use crate::task::{ErasedTask, Task};
+use crate::task::Task;
 
 /// How many jobs a busy worker may hold beyond the one it runs, once every worker is busy:
 /// enough that tiny tasks are not bound by one round trip each.
@@ -185,22 +186,25 @@ fn default_max_workers() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// The typetag form of a task, as a worker decodes it.
+/// A call of `task`, as a worker decodes it, within the frame size limit.
 fn encode_task<T: Task>(task: &T) -> Result<Vec<u8>, Error> {
-    let erased: &dyn ErasedTask = task;
-    let payload =
-        crate::encode::to_bytes(erased, format_args!("the arguments of task `{}`", T::NAME))?;
-    // Room for the frame header: the frame, not just the payload, must fit.
-    if payload.len() > MAX_FRAME - 64 {
+    let mut payload = Vec::new();
+    call::encode(task, &mut payload)?;
+    check_size(
+        payload.len(),
+        format_args!("the arguments of task `{}`", T::NAME),
+    )?;
+    Ok(payload)
+}
+
+/// Room for the frame header: the frame, not just the payload, must fit.
+fn check_size(len: usize, what: std::fmt::Arguments<'_>) -> Result<(), Error> {
+    if len > MAX_FRAME - 64 {
         return Err(Error::Serialization {
-            message: format!(
-                "the arguments of task `{}` take {} bytes, over the {MAX_FRAME}-byte frame limit",
-                T::NAME,
-                payload.len()
-            ),
+            message: format!("{what} take {len} bytes, over the {MAX_FRAME}-byte frame limit"),
         });
     }
-    Ok(payload)
+    Ok(())
 }
 
 impl ProcessPoolExecutor {
@@ -286,11 +290,11 @@ impl ProcessPoolExecutor {
         let mut futures = Vec::with_capacity(tasks.len());
         let mut completions: Vec<Box<dyn Completion>> = Vec::with_capacity(tasks.len());
         let mut body = Vec::new();
+        call::begin_chunk::<T>(&mut body);
         let mut timeout = Some(Duration::ZERO);
         for task in &tasks {
-            let future = match encode_task(task) {
-                Ok(payload) => {
-                    wire::push_item(&mut body, &payload);
+            let future = match call::encode_in_chunk(task, &mut body) {
+                Ok(()) => {
                     let own = task.timeout().or(self.scheduler.config.task_timeout);
                     timeout = timeout.zip(own).map(|(sum, own)| sum.saturating_add(own));
                     let future = Future::new();
@@ -305,14 +309,11 @@ impl ProcessPoolExecutor {
         if completions.is_empty() {
             return futures;
         }
-        if body.len() > MAX_FRAME - 64 {
-            let error = Error::Serialization {
-                message: format!(
-                    "a chunk of {} calls takes {} bytes, over the {MAX_FRAME}-byte frame limit; use a smaller chunksize",
-                    completions.len(),
-                    body.len()
-                ),
-            };
+        let what = format_args!(
+            "a chunk of {} calls (use a smaller chunksize)",
+            completions.len()
+        );
+        if let Err(error) = check_size(body.len(), what) {
             Batch(completions).fail(error);
             return futures;
         }

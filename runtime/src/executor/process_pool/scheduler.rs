@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use super::Config;
 use crate::error::Error;
 use crate::future::Future;
+use crate::process::call;
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard, lock};
 
 /// After this many workers in a row die before their handshake, the pool stops starting more:
@@ -104,23 +105,16 @@ impl Completion for Batch {
     }
 
     fn succeed(&self, output: &[u8]) {
-        let items = crate::process::wire::batch_items(output).filter(|i| i.len() == self.0.len());
-        let Some(items) = items else {
+        let outcomes = call::chunk_answer(output).filter(|o| o.len() == self.0.len());
+        let Some(outcomes) = outcomes else {
             return self.fail(Error::Serialization {
-                message: "malformed answer to a batch of tasks".to_owned(),
+                message: "malformed answer to a chunk of calls".to_owned(),
             });
         };
-        for (future, item) in self.0.iter().zip(items) {
-            match item.split_first() {
-                Some((0, output)) => future.succeed(output),
-                Some((_, error)) => future.fail(postcard::from_bytes(error).unwrap_or_else(|e| {
-                    Error::Serialization {
-                        message: format!("cannot decode the error a worker sent: {e}"),
-                    }
-                })),
-                None => future.fail(Error::Serialization {
-                    message: "empty item in the answer to a batch".to_owned(),
-                }),
+        for (future, outcome) in self.0.iter().zip(outcomes) {
+            match outcome {
+                Ok(output) => future.succeed(output),
+                Err(error) => future.fail(error),
             }
         }
     }
