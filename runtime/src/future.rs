@@ -53,14 +53,33 @@ struct Inner<T> {
 
 struct Slot<T> {
     phase: Phase<T>,
-    callbacks: Vec<Callback<T>>,
-    /// `wait`/`as_completed` calls watching this future, each with its key for this future.
-    waiters: Vec<(Arc<WaitSet>, usize)>,
-    /// Async tasks awaiting this future.
-    wakers: Vec<Waker>,
     /// Threads blocked on `done`: completion signals the condvar only if there are any, since
     /// a signal costs a system call and most futures are never waited on while running.
-    sleepers: usize,
+    sleepers: u32,
+    /// The one `wait`/`as_completed` call watching this future, with its key: the common case
+    /// needs no allocation.
+    waiter: Option<(Arc<WaitSet>, usize)>,
+    /// What most futures never have, kept out of line so that a pending future stays small.
+    rare: Option<Box<Rare<T>>>,
+}
+
+/// Done callbacks, async wakers, and waiters beyond the first.
+struct Rare<T> {
+    callbacks: Vec<Callback<T>>,
+    wakers: Vec<Waker>,
+    waiters: Vec<(Arc<WaitSet>, usize)>,
+}
+
+impl<T> Slot<T> {
+    fn rare(&mut self) -> &mut Rare<T> {
+        self.rare.get_or_insert_with(|| {
+            Box::new(Rare {
+                callbacks: Vec::new(),
+                wakers: Vec::new(),
+                waiters: Vec::new(),
+            })
+        })
+    }
 }
 
 type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send>;
@@ -72,8 +91,9 @@ enum Phase<T> {
     Cancelled {
         notified: bool,
     },
-    /// `Ok(None)`: the value was moved out by `into_result`.
-    Finished(Result<Option<T>, Error>),
+    /// `Ok(None)`: the value was moved out by `into_result`. The error is boxed: it is large
+    /// and rare, and the value's slot should not pay for it.
+    Finished(Result<Option<T>, Box<Error>>),
 }
 
 impl<T> Phase<T> {
@@ -94,9 +114,8 @@ impl<T> Phase<T> {
 /// Everything to notify once a future is done, collected under the lock and used after it.
 struct Notifications<T> {
     wake_sleepers: bool,
-    callbacks: Vec<Callback<T>>,
-    waiters: Vec<(Arc<WaitSet>, usize)>,
-    wakers: Vec<Waker>,
+    waiter: Option<(Arc<WaitSet>, usize)>,
+    rare: Option<Box<Rare<T>>>,
 }
 
 impl<T> Future<T> {
@@ -106,10 +125,9 @@ impl<T> Future<T> {
             inner: Arc::new(Inner {
                 slot: Mutex::new(Slot {
                     phase: Phase::Pending,
-                    callbacks: Vec::new(),
-                    waiters: Vec::new(),
-                    wakers: Vec::new(),
                     sleepers: 0,
+                    waiter: None,
+                    rare: None,
                 }),
                 done: Condvar::new(),
             }),
@@ -120,7 +138,7 @@ impl<T> Future<T> {
     /// scheduled (shut down, broken pool, unserializable argument).
     pub fn failed(error: Error) -> Self {
         let future = Self::new();
-        lock(&future.inner.slot).phase = Phase::Finished(Err(error));
+        lock(&future.inner.slot).phase = Phase::Finished(Err(Box::new(error)));
         future
     }
 
@@ -235,7 +253,7 @@ impl<T> Future<T> {
             drop(slot);
             self.run_callback(Box::new(callback));
         } else {
-            slot.callbacks.push(Box::new(callback));
+            slot.rare().callbacks.push(Box::new(callback));
         }
     }
 
@@ -273,10 +291,10 @@ impl<T> Future<T> {
     /// `set_exception`). A future that is already finished or cancelled gives
     /// [`Error::InvalidState`] and keeps its outcome.
     pub fn set_exception(&self, error: Error) -> Result<(), Error> {
-        self.finish(Err(error))
+        self.finish(Err(Box::new(error)))
     }
 
-    fn finish(&self, outcome: Result<Option<T>, Error>) -> Result<(), Error> {
+    fn finish(&self, outcome: Result<Option<T>, Box<Error>>) -> Result<(), Error> {
         let mut slot = lock(&self.inner.slot);
         if slot.phase.is_done() {
             return Err(Error::InvalidState);
@@ -293,13 +311,19 @@ impl<T> Future<T> {
         if notifications.wake_sleepers {
             self.inner.done.notify_all();
         }
-        for (set, key) in notifications.waiters {
+        if let Some((set, key)) = notifications.waiter {
             set.push(key);
         }
-        for waker in notifications.wakers {
+        let Some(rare) = notifications.rare else {
+            return;
+        };
+        for (set, key) in rare.waiters {
+            set.push(key);
+        }
+        for waker in rare.wakers {
             waker.wake();
         }
-        for callback in notifications.callbacks {
+        for callback in rare.callbacks {
             self.run_callback(callback);
         }
     }
@@ -368,25 +392,30 @@ impl<T> Future<T> {
         if slot.phase.is_done() {
             drop(slot);
             set.push(key);
+        } else if slot.waiter.is_none() {
+            slot.waiter = Some((Arc::clone(set), key));
         } else {
-            slot.waiters.push((Arc::clone(set), key));
+            slot.rare().waiters.push((Arc::clone(set), key));
         }
     }
 
     /// Removes `set`'s registration, when its waiter stops waiting.
     pub(crate) fn unsubscribe(&self, set: &Arc<WaitSet>) {
-        lock(&self.inner.slot)
-            .waiters
-            .retain(|(s, _)| !Arc::ptr_eq(s, set));
+        let mut slot = lock(&self.inner.slot);
+        if slot.waiter.as_ref().is_some_and(|(s, _)| Arc::ptr_eq(s, set)) {
+            slot.waiter = None;
+        }
+        if let Some(rare) = &mut slot.rare {
+            rare.waiters.retain(|(s, _)| !Arc::ptr_eq(s, set));
+        }
     }
 }
 
 fn take_notifications<T>(slot: &mut Slot<T>) -> Notifications<T> {
     Notifications {
         wake_sleepers: slot.sleepers > 0,
-        callbacks: std::mem::take(&mut slot.callbacks),
-        waiters: std::mem::take(&mut slot.waiters),
-        wakers: std::mem::take(&mut slot.wakers),
+        waiter: slot.waiter.take(),
+        rare: slot.rare.take(),
     }
 }
 
@@ -395,7 +424,7 @@ fn outcome<T, R>(phase: &Phase<T>, value: impl FnOnce(&T) -> R) -> Result<R, Err
     match phase {
         Phase::Finished(Ok(Some(v))) => Ok(value(v)),
         Phase::Finished(Ok(None)) => Err(Error::InvalidState),
-        Phase::Finished(Err(e)) => Err(e.clone()),
+        Phase::Finished(Err(e)) => Err(Error::clone(e)),
         Phase::Cancelled { .. } => Err(Error::Cancelled),
         Phase::Pending | Phase::Running => unreachable!("outcome of a future that is not done"),
     }
@@ -502,8 +531,9 @@ impl<T> std::future::Future for AwaitFuture<T> {
         if slot.phase.is_done() {
             return Poll::Ready(take_outcome(&mut slot.phase));
         }
-        if !slot.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            slot.wakers.push(cx.waker().clone());
+        let wakers = &mut slot.rare().wakers;
+        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            wakers.push(cx.waker().clone());
         }
         Poll::Pending
     }

@@ -48,6 +48,8 @@ struct Shared {
     /// idle semaphore. `submit` takes one instead of starting a thread.
     idle: AtomicUsize,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// How many threads were started: lets a saturated pool's submit skip the lock above.
+    started: AtomicUsize,
     /// Held while joining, so that a second `shutdown(wait = true)` (or a `Drop` racing one)
     /// returns only once the threads are gone, as in Python, not when the list is empty.
     joining: Mutex<()>,
@@ -205,6 +207,7 @@ impl ThreadPoolBuilder {
                 receiver,
                 idle: AtomicUsize::new(0),
                 threads: Mutex::new(Vec::new()),
+                started: AtomicUsize::new(0),
                 joining: Mutex::new(()),
                 max_workers,
                 thread_name_prefix,
@@ -250,7 +253,7 @@ impl ThreadPoolExecutor {
 
     /// How many threads it has started so far.
     pub fn thread_count(&self) -> usize {
-        lock(&self.shared.threads).len()
+        self.shared.started.load(Ordering::Acquire)
     }
 
     /// Schedules a `#[task]` value; see [`Executor::submit`].
@@ -347,7 +350,7 @@ impl ThreadPoolExecutor {
             .idle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok();
-        if took_idle {
+        if took_idle || self.shared.started.load(Ordering::Acquire) >= self.shared.max_workers {
             return;
         }
         let mut threads = lock(&self.shared.threads);
@@ -360,7 +363,10 @@ impl ThreadPoolExecutor {
             .name(name)
             .spawn(move || shared.work())
         {
-            Ok(handle) => threads.push(handle),
+            Ok(handle) => {
+                threads.push(handle);
+                self.shared.started.fetch_add(1, Ordering::Release);
+            }
             Err(error) if threads.is_empty() => {
                 drop(threads);
                 self.shared
