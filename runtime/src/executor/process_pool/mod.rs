@@ -288,7 +288,7 @@ impl ProcessPoolExecutor {
     /// call of its chunk that had not finished.
     fn submit_chunk<T: Task>(&self, tasks: Vec<T>) -> Vec<Future<T::Output>> {
         let mut futures = Vec::with_capacity(tasks.len());
-        let mut completions: Vec<Box<dyn Completion>> = Vec::with_capacity(tasks.len());
+        let mut completions = Vec::with_capacity(tasks.len());
         let mut body = Vec::new();
         call::begin_chunk::<T>(&mut body);
         let mut timeout = Some(Duration::ZERO);
@@ -298,7 +298,7 @@ impl ProcessPoolExecutor {
                     let own = task.timeout().or(self.scheduler.config.task_timeout);
                     timeout = timeout.zip(own).map(|(sum, own)| sum.saturating_add(own));
                     let future = Future::new();
-                    completions.push(Box::new(future.clone()));
+                    completions.push(future.clone());
                     future
                 }
                 // Only this call fails; the rest of the chunk goes.
