@@ -399,8 +399,6 @@ fn large_values_round_trip_without_deadlock() {
 }
 
 #[test]
-#[ignore = "slow in a debug build (~30 s): serde visits a Vec<u8> element by element, which only \
-            an optimised build makes fast (0.8 s); run with --release --ignored"]
 fn large_vec_u8_values_round_trip_without_deadlock() {
     let executor = pool(2);
     let inputs: Vec<Vec<u8>> = (1..=2)

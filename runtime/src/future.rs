@@ -402,7 +402,11 @@ impl<T> Future<T> {
     /// Removes `set`'s registration, when its waiter stops waiting.
     pub(crate) fn unsubscribe(&self, set: &Arc<WaitSet>) {
         let mut slot = lock(&self.inner.slot);
-        if slot.waiter.as_ref().is_some_and(|(s, _)| Arc::ptr_eq(s, set)) {
+        if slot
+            .waiter
+            .as_ref()
+            .is_some_and(|(s, _)| Arc::ptr_eq(s, set))
+        {
             slot.waiter = None;
         }
         if let Some(rare) = &mut slot.rare {

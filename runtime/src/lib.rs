@@ -7,6 +7,8 @@
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+#[doc(hidden)]
+pub mod bytes;
 mod encode;
 mod error;
 mod executor;
@@ -32,10 +34,13 @@ pub use waiting::{
 /// What `#[task]` and `join_completed!` expand to. Not public API.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bytes;
+    pub use crate::bytes::{decode_output_bytes, encode_output_bytes};
     pub use crate::error::Error;
     pub use crate::future::Future;
     pub use crate::process::entry::{TestWorkerEntry, test_worker_entry};
     pub use crate::task::{ErasedTask, Task, TaskRegistration, run_encoded, run_registered};
     pub use crate::waiting::join::{completion_order, join_collection, waitable};
     pub use crate::waiting::{WaitSet, Waitable};
+    pub use postcard::Error as PostcardError;
 }

@@ -41,6 +41,23 @@ pub trait Task: ErasedTask + Serialize + DeserializeOwned + Send + 'static {
     fn timeout(&self) -> Option<Duration> {
         None
     }
+
+    /// Appends the wire form of an output to `out`. `#[task]` overrides it for `Vec<u8>`,
+    /// which it sends as one byte string.
+    #[doc(hidden)]
+    fn __encode_output(output: &Self::Output, out: &mut Vec<u8>) -> Result<(), Error> {
+        crate::encode::append(
+            output,
+            format_args!("the result of task `{}`", Self::NAME),
+            out,
+        )
+    }
+
+    /// Reads an output back from its wire form.
+    #[doc(hidden)]
+    fn __decode_output(bytes: &[u8]) -> Result<Self::Output, postcard::Error> {
+        postcard::from_bytes(bytes)
+    }
 }
 
 /// The object-safe, serializable face of a [`Task`], registered with `typetag` so a worker

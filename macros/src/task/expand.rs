@@ -71,6 +71,11 @@ pub(crate) fn task(task: &Task<'_>) -> TokenStream {
     let field_docs = fields
         .iter()
         .map(|field| format!("Argument `{field}` of {fn_link}."));
+    // A `Vec<u8>` goes as one byte string (the same bytes on the wire), not element by element.
+    let bytes_path = format!("{}::bytes", compact(&private));
+    let field_attrs = types
+        .iter()
+        .map(|ty| is_vec_u8(ty).then(|| quote!(#[serde(with = #bytes_path)])));
     let run_doc = format!("Runs the body of {fn_link} here, in the calling thread.");
     let serde_crate = format!("{}::serde", compact(&private));
 
@@ -90,6 +95,22 @@ pub(crate) fn task(task: &Task<'_>) -> TokenStream {
         quote! {
             fn timeout(&self) -> ::core::option::Option<::core::time::Duration> {
                 ::core::option::Option::Some(::core::time::Duration::from_nanos(#nanos))
+            }
+        }
+    });
+    let output_codec = task.output().filter(|ty| is_vec_u8(ty)).map(|_| {
+        quote! {
+            fn __encode_output(
+                output: &::std::vec::Vec<u8>,
+                out: &mut ::std::vec::Vec<u8>,
+            ) -> ::core::result::Result<(), #private::Error> {
+                #private::encode_output_bytes(output, out)
+            }
+
+            fn __decode_output(
+                bytes: &[u8],
+            ) -> ::core::result::Result<::std::vec::Vec<u8>, #private::PostcardError> {
+                #private::decode_output_bytes(bytes)
             }
         }
     });
@@ -117,6 +138,7 @@ pub(crate) fn task(task: &Task<'_>) -> TokenStream {
         #vis struct #type_ident {
             #(
                 #[doc = #field_docs]
+                #field_attrs
                 #vis #fields: #types,
             )*
         }
@@ -153,6 +175,7 @@ pub(crate) fn task(task: &Task<'_>) -> TokenStream {
                 }
 
                 #timeout
+                #output_codec
             }
 
             #[typetag::serde(name = __NAME)]
@@ -216,6 +239,24 @@ fn assertions(task: &Task<'_>) -> TokenStream {
             #output
         };
     }
+}
+
+/// Whether `ty` is written `Vec<u8>` (or with a path to `Vec`).
+fn is_vec_u8(ty: &Type) -> bool {
+    let Type::Path(path) = ty else { return false };
+    let Some(last) = path.path.segments.last() else {
+        return false;
+    };
+    if last.ident != "Vec" {
+        return false;
+    }
+    let syn::PathArguments::AngleBracketed(args) = &last.arguments else {
+        return false;
+    };
+    matches!(
+        args.args.first(),
+        Some(syn::GenericArgument::Type(Type::Path(inner))) if args.args.len() == 1 && inner.path.is_ident("u8")
+    )
 }
 
 /// Whether `attr` is one of the single-word attributes `names`.

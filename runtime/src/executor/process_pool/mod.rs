@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use scheduler::{Batch, Completion, Effects, Job, Scheduler};
+use scheduler::{Batch, Completion, Effects, Job, Scheduler, TaskFuture};
 
 use super::{Executor, Map, MapOptions};
 use crate::error::Error;
@@ -263,7 +263,12 @@ impl ProcessPoolExecutor {
             Err(error) => return Future::failed(error),
         };
         let future = Future::new();
-        self.enqueue(wire::RUN, payload, timeout, Box::new(future.clone()));
+        self.enqueue(
+            wire::RUN,
+            payload,
+            timeout,
+            Box::new(TaskFuture::<T>(future.clone())),
+        );
         future
     }
 
@@ -298,7 +303,7 @@ impl ProcessPoolExecutor {
                     let own = task.timeout().or(self.scheduler.config.task_timeout);
                     timeout = timeout.zip(own).map(|(sum, own)| sum.saturating_add(own));
                     let future = Future::new();
-                    completions.push(future.clone());
+                    completions.push(TaskFuture::<T>(future.clone()));
                     future
                 }
                 // Only this call fails; the rest of the chunk goes.

@@ -6,13 +6,12 @@ use std::process::ExitStatus;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::de::DeserializeOwned;
-
 use super::Config;
 use crate::error::Error;
 use crate::future::Future;
 use crate::process::call;
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard, lock};
+use crate::task::Task;
 
 /// After this many workers in a row die before their handshake, the pool stops starting more:
 /// the program is almost certainly missing `init()`, and respawning would fork-bomb.
@@ -48,48 +47,52 @@ pub(super) trait Completion: Send {
     fn cancel(&self);
 }
 
-impl<T: DeserializeOwned + Send + 'static> Completion for Future<T> {
+/// The future of one call of task type `T`, which knows how to read its output.
+pub(super) struct TaskFuture<T: Task>(pub(super) Future<T::Output>);
+
+impl<T: Task> Completion for TaskFuture<T> {
     fn cancelled_before_sending(&self) -> bool {
-        self.cancelled() && {
-            let _ = self.set_running_or_notify_cancel();
+        self.0.cancelled() && {
+            let _ = self.0.set_running_or_notify_cancel();
             true
         }
     }
 
     fn start(&self) {
-        if self.state() == crate::future::State::Pending {
-            let _ = self.set_running_or_notify_cancel();
+        if self.0.state() == crate::future::State::Pending {
+            let _ = self.0.set_running_or_notify_cancel();
         }
     }
 
     fn succeed(&self, output: &[u8]) {
-        let _ = match postcard::from_bytes::<T>(output) {
-            Ok(value) => self.set_result(value),
-            Err(error) => self.set_exception(Error::Serialization {
+        let _ = match T::__decode_output(output) {
+            Ok(value) => self.0.set_result(value),
+            Err(error) => self.0.set_exception(Error::Serialization {
                 message: format!(
-                    "cannot decode the result as `{}`: {error}",
-                    std::any::type_name::<T>()
+                    "cannot decode the result of task `{}` as `{}`: {error}",
+                    T::NAME,
+                    std::any::type_name::<T::Output>()
                 ),
             }),
         };
     }
 
     fn fail(&self, error: Error) {
-        let _ = self.set_exception(error);
+        let _ = self.0.set_exception(error);
     }
 
     fn cancel(&self) {
-        Future::cancel(self);
-        let _ = self.set_running_or_notify_cancel();
+        self.0.cancel();
+        let _ = self.0.set_running_or_notify_cancel();
     }
 }
 
 /// The futures of a `map` chunk: one frame out, one frame back, each future completed from
 /// its own item of the answer. Typed, so that a chunk of a thousand calls is one allocation
 /// here, not a thousand.
-pub(super) struct Batch<T>(pub(super) Vec<Future<T>>);
+pub(super) struct Batch<T: Task>(pub(super) Vec<TaskFuture<T>>);
 
-impl<T: DeserializeOwned + Send + 'static> Completion for Batch<T> {
+impl<T: Task> Completion for Batch<T> {
     fn cancelled_before_sending(&self) -> bool {
         // No short-circuit: each cancelled future must be notified.
         let mut all = true;
