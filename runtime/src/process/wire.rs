@@ -29,10 +29,22 @@ pub(crate) const READY: u8 = 16;
 pub(crate) const REFUSED: u8 = 17;
 /// Worker to parent: task `id` has started.
 pub(crate) const STARTED: u8 = 18;
-/// Worker to parent: task `id` succeeded (body = the encoded output).
+/// Worker to parent: task `id` succeeded (body = its run time, then the encoded output).
 pub(crate) const SUCCEEDED: u8 = 19;
-/// Worker to parent: task `id` failed (body = the encoded `Error`).
+/// Worker to parent: task `id` failed (body = its run time, then the encoded `Error`).
 pub(crate) const FAILED: u8 = 20;
+
+/// A result's body starts with how long the call ran in the worker, in microseconds (u32 LE),
+/// so that the parent decides whether to queue work behind it without counting its own delays.
+pub(crate) const RUN_TIME_PREFIX: usize = 4;
+
+/// The run time at the start of a result body; `None` if the body is too short.
+pub(crate) fn ran_for(body: &[u8]) -> Option<std::time::Duration> {
+    let micros = body.first_chunk::<RUN_TIME_PREFIX>()?;
+    Some(std::time::Duration::from_micros(u64::from(
+        u32::from_le_bytes(*micros),
+    )))
+}
 
 /// The id of a pool's initializer, run first in each worker; a worker whose initializer fails
 /// reports it and exits. Jobs count from 1.

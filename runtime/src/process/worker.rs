@@ -6,10 +6,10 @@
 //! so that the end of the stream (the parent died, even by SIGKILL) ends this process at once.
 
 use std::io::{BufReader, BufWriter, Write};
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::call;
 use super::identity::build_identity;
@@ -70,37 +70,20 @@ fn serve(marker: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     socket.set_read_timeout(None).map_err(|e| e.to_string())?;
 
-    let (tasks, incoming) = crossbeam_channel::unbounded::<wire::Frame>();
-    std::thread::Builder::new()
-        .name("cf-worker-reader".to_owned())
-        .spawn(move || {
-            loop {
-                match wire::read(&mut reader) {
-                    Ok(Some(frame)) if matches!(frame.kind, wire::RUN | wire::RUN_BATCH) => {
-                        let _ = tasks.send(frame);
-                    }
-                    // Closing the channel: the main thread finishes what it has, then exits.
-                    Ok(Some(frame)) if frame.kind == wire::EXIT => return,
-                    Ok(Some(frame)) => {
-                        say(&format!(
-                            "unexpected frame kind {} from the pool",
-                            frame.kind
-                        ));
-                        process::exit(EXIT_GAVE_UP);
-                    }
-                    // The parent is gone: nobody wants the results.
-                    Ok(None) => process::exit(0),
-                    Err(error) => {
-                        say(&format!("broken stream from the pool: {error}"));
-                        process::exit(EXIT_GAVE_UP);
-                    }
-                }
-            }
-        })
-        .map_err(|e| format!("cannot start the reader thread: {e}"))?;
-
+    watch_for_parent_death(&socket)?;
     let mut frame = Vec::new();
-    while let Ok(task) = incoming.recv() {
+    loop {
+        let task = match wire::read(&mut reader) {
+            Ok(Some(task)) if matches!(task.kind, wire::RUN | wire::RUN_BATCH) => task,
+            // Finish: everything sent before it has run.
+            Ok(Some(task)) if task.kind == wire::EXIT => break,
+            Ok(Some(task)) => {
+                return Err(format!("unexpected frame kind {} from the pool", task.kind));
+            }
+            // The parent is gone: nobody wants the results.
+            Ok(None) => process::exit(0),
+            Err(error) => return Err(format!("broken stream from the pool: {error}")),
+        };
         let id = task.id;
         // Reported before running and flushed (with the previous result, in one write), so
         // that the parent knows which task was running if this one brings the process down.
@@ -108,11 +91,16 @@ fn serve(marker: &str) -> Result<(), String> {
         write_out(&mut writer, &mut frame, true)?;
 
         let start = wire::begin(&mut frame, wire::SUCCEEDED, id);
+        let run_time_at = frame.len();
+        frame.extend_from_slice(&[0; wire::RUN_TIME_PREFIX]);
+        let began = Instant::now();
         let outcome = if task.kind == wire::RUN_BATCH {
             call::run_chunk(&task.body, &mut frame)
         } else {
             call::run(&task.body, &mut frame)
         };
+        let ran = run_time(began);
+        frame[run_time_at..run_time_at + wire::RUN_TIME_PREFIX].copy_from_slice(&ran);
         let outcome = outcome.and_then(|()| {
             wire::end(&mut frame, start).map_err(|too_large| Error::Serialization {
                 message: format!("the result of task {id}: {too_large}"),
@@ -120,10 +108,12 @@ fn serve(marker: &str) -> Result<(), String> {
         });
         if let Err(error) = &outcome {
             frame.truncate(start);
-            wire::encode(&mut frame, wire::FAILED, id, &encode_error(error)).expect("small frame");
+            let mut body = ran.to_vec();
+            body.extend_from_slice(&encode_error(error));
+            wire::encode(&mut frame, wire::FAILED, id, &body).expect("small frame");
         }
-        // More work already waiting: the result rides with the next task's report.
-        let flush = incoming.is_empty();
+        // More work already read: the result rides with the next task's report.
+        let flush = reader.buffer().is_empty();
         write_out(&mut writer, &mut frame, flush)?;
         if id == wire::INITIALIZER_ID && outcome.is_err() {
             // Python's worker exits when its initializer raises; no task runs after it.
@@ -141,6 +131,34 @@ fn say(message: &str) {
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
 
+/// Exits this process as soon as the parent's end of the socket closes, even while a task
+/// runs: the parent died (even by SIGKILL) and nobody wants the results. The thread only
+/// polls for the hang-up; the main thread reads the frames, with no hand-off between them.
+fn watch_for_parent_death(socket: &UnixStream) -> Result<(), String> {
+    let fd = socket.as_raw_fd();
+    std::thread::Builder::new()
+        .name("cf-worker-watch".to_owned())
+        .spawn(move || {
+            loop {
+                let mut watched = libc::pollfd {
+                    fd,
+                    events: libc::POLLRDHUP,
+                    revents: 0,
+                };
+                // SAFETY: poll reads and writes only the one pollfd we own; the descriptor
+                // stays open for the life of the process (the main thread never closes it).
+                #[allow(unsafe_code)]
+                let ready = unsafe { libc::poll(&mut watched, 1, -1) };
+                let hung_up = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+                if ready > 0 && watched.revents & hung_up != 0 {
+                    process::exit(0);
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|e| format!("cannot start the watch thread: {e}"))
+}
+
 fn write_out(writer: &mut impl Write, frame: &mut Vec<u8>, flush: bool) -> Result<(), String> {
     let result = writer
         .write_all(frame)
@@ -148,6 +166,12 @@ fn write_out(writer: &mut impl Write, frame: &mut Vec<u8>, flush: bool) -> Resul
     frame.clear();
     // The parent closed the socket: it is gone or shutting us down.
     result.map_err(|e| format!("cannot write to the pool: {e}"))
+}
+
+/// Microseconds since `began`, saturated, as the result prefix.
+fn run_time(began: Instant) -> [u8; wire::RUN_TIME_PREFIX] {
+    let micros = u32::try_from(began.elapsed().as_micros()).unwrap_or(u32::MAX);
+    micros.to_le_bytes()
 }
 
 fn encode_error(error: &Error) -> Vec<u8> {

@@ -20,7 +20,7 @@ use crate::task::Task;
 
 /// How many jobs a busy worker may hold beyond the one it runs, once every worker is busy:
 /// enough that tiny tasks are not bound by one round trip each.
-const DEFAULT_PIPELINE_DEPTH: usize = 16;
+const DEFAULT_PIPELINE_DEPTH: usize = 128;
 
 /// Runs `#[task]` values in up to `max_workers` worker processes, each this program started
 /// again and entering through [`init`](crate::init).
@@ -132,7 +132,7 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// How many tasks a busy worker may hold queued once every worker is busy; default 16.
+    /// How many tasks a busy worker may hold queued once every worker is busy; default 128.
     /// Higher favours throughput of tiny tasks, 1 favours spreading long ones.
     pub fn pipeline_depth(mut self, depth: usize) -> Self {
         self.pipeline_depth = Some(depth);

@@ -152,9 +152,7 @@ pub(super) struct Slot {
     pub(super) front_started: bool,
     /// When `in_flight[0]` runs out of time, if it has a timeout.
     pub(super) deadline: Option<(Instant, Duration)>,
-    /// When the worker reported starting `in_flight[0]`.
-    pub(super) front_started_at: Option<Instant>,
-    /// How long the last task ran, as seen from here: decides whether to pipeline.
+    /// How long the last task ran, as the worker measured it: decides whether to pipeline.
     pub(super) last_task_time: Duration,
     pub(super) ready: bool,
     /// The initializer (if any) has succeeded in this worker.
@@ -179,6 +177,8 @@ pub(super) struct State {
     pub(super) handshake_failures: usize,
     pub(super) threads: Vec<JoinHandle<()>>,
     pub(super) supervisor_running: bool,
+    /// Writer threads blocked on `work`.
+    pub(super) waiting_writers: usize,
 }
 
 /// What the executor handle and the worker threads share.
@@ -218,6 +218,7 @@ impl Scheduler {
                 handshake_failures: 0,
                 threads: Vec::new(),
                 supervisor_running: false,
+                waiting_writers: 0,
             }),
             work: Condvar::new(),
             deadlines: Condvar::new(),
@@ -227,6 +228,14 @@ impl Scheduler {
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
+    }
+
+    /// Wakes the writers if any is asleep: a condvar signal is a system call, and on the hot
+    /// path (a submit, a result) the writers are usually busy.
+    pub(super) fn wake_writers(&self, state: &State) {
+        if state.waiting_writers > 0 {
+            self.work.notify_all();
+        }
     }
 
     /// Queues a job, or fails it if the pool takes no more work.
@@ -248,8 +257,8 @@ impl Scheduler {
             spawn: self.workers_to_start(&mut state),
             ..Effects::default()
         };
+        self.wake_writers(&state);
         drop(state);
-        self.work.notify_all();
         self.apply(effects);
     }
 

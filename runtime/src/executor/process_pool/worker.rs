@@ -34,7 +34,6 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
                 in_flight: Default::default(),
                 front_started: false,
                 deadline: None,
-                front_started_at: None,
                 last_task_time: Duration::ZERO,
                 ready: false,
                 initialized: scheduler.config.initializer.is_none(),
@@ -158,10 +157,12 @@ fn write_loop(scheduler: &Arc<Scheduler>, worker: u64, mut socket: UnixStream) {
                 Next::Gone => return,
                 Next::Write => break,
                 Next::Wait => {
+                    state.waiting_writers += 1;
                     state = scheduler
                         .work
                         .wait(state)
                         .unwrap_or_else(|p| p.into_inner());
+                    state.waiting_writers -= 1;
                 }
             }
         }
@@ -252,10 +253,11 @@ enum Stop {
 /// Completes a job's future from its result frame, outside the scheduler's lock: completing
 /// runs user callbacks.
 fn finish(job: Job, frame: wire::Frame) {
+    let body = &frame.body[wire::RUN_TIME_PREFIX..];
     if frame.kind == wire::SUCCEEDED {
-        job.future.succeed(&frame.body);
+        job.future.succeed(body);
     } else {
-        job.future.fail(decode_error(&frame.body));
+        job.future.fail(decode_error(body));
     }
 }
 
@@ -294,7 +296,7 @@ fn handle(
         // Python breaks the pool when an initializer raises; the worker is killed on return.
         wire::FAILED if frame.id == INITIALIZER_ID => Err(Stop::Refused(format!(
             "the worker initializer failed: {}",
-            decode_error(&frame.body)
+            decode_error(frame.body.get(wire::RUN_TIME_PREFIX..).unwrap_or_default())
         ))),
         wire::STARTED => {
             let Some(job) = slot.in_flight.front().filter(|job| job.id == frame.id) else {
@@ -303,7 +305,6 @@ fn handle(
             slot.front_started = true;
             job.future.start();
             let now = Instant::now();
-            slot.front_started_at = Some(now);
             if let Some(timeout) = job.timeout {
                 slot.deadline = Some((now + timeout, timeout));
                 if !state.supervisor_running {
@@ -331,13 +332,16 @@ fn handle(
                     frame.id
                 )));
             }
+            let Some(ran) = wire::ran_for(&frame.body) else {
+                return Err(Stop::Protocol(
+                    "result frame without its run time".to_owned(),
+                ));
+            };
             let job = slot.in_flight.pop_front().expect("checked");
             slot.front_started = false;
             slot.deadline = None;
-            if let Some(started) = slot.front_started_at.take() {
-                slot.last_task_time = started.elapsed();
-            }
-            scheduler.work.notify_all();
+            slot.last_task_time = ran;
+            scheduler.wake_writers(state);
             Ok(Some((job, frame)))
         }
         kind => Err(Stop::Protocol(format!("unknown frame kind {kind}"))),
