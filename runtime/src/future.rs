@@ -385,18 +385,20 @@ impl<T> Future<T> {
         Arc::as_ptr(&self.inner) as *const () as usize
     }
 
-    /// Registers `set` to receive `key` when this future is done; pushes it at once if it is
-    /// already done. Checked and registered under one lock, so no completion is missed.
-    pub(crate) fn subscribe(&self, set: &Arc<WaitSet>, key: usize) {
+    /// Registers `set` to receive `key` when this future is done, and returns false; if it is
+    /// already done, registers nothing and returns true (the caller counts it as ready without
+    /// a trip through the set). Checked and registered under one lock: no completion is missed.
+    pub(crate) fn subscribe(&self, set: &Arc<WaitSet>, key: usize) -> bool {
         let mut slot = lock(&self.inner.slot);
         if slot.phase.is_done() {
-            drop(slot);
-            set.push(key);
-        } else if slot.waiter.is_none() {
+            return true;
+        }
+        if slot.waiter.is_none() {
             slot.waiter = Some((Arc::clone(set), key));
         } else {
             slot.rare().waiters.push((Arc::clone(set), key));
         }
+        false
     }
 
     /// Removes `set`'s registration, when its waiter stops waiting.

@@ -1,5 +1,6 @@
 //! `Completions`: a set of watched futures handed back one by one as they complete.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{WaitSet, Waitable};
@@ -11,19 +12,26 @@ use crate::sync::Arc;
 pub(crate) struct Completions<W: Waitable> {
     items: Vec<Option<W>>,
     set: Arc<WaitSet>,
+    /// Keys known done and not yet handed back: those done at the start, then each batch
+    /// taken from `set`.
+    ready: VecDeque<usize>,
     remaining: usize,
 }
 
 impl<W: Waitable> Completions<W> {
     pub(crate) fn new(items: Vec<W>) -> Self {
         let set = Arc::new(WaitSet::default());
+        let mut ready = VecDeque::new();
         for (key, item) in items.iter().enumerate() {
-            item.__subscribe(&set, key);
+            if item.__subscribe(&set, key) {
+                ready.push_back(key);
+            }
         }
         Self {
             remaining: items.len(),
             items: items.into_iter().map(Some).collect(),
             set,
+            ready,
         }
     }
 
@@ -42,7 +50,10 @@ impl<W: Waitable> Completions<W> {
         if self.remaining == 0 {
             return None;
         }
-        let key = self.set.pop(deadline)?;
+        if self.ready.is_empty() && !self.set.take_all(&mut self.ready, deadline) {
+            return None;
+        }
+        let key = self.ready.pop_front()?;
         let item = self.items[key].take()?;
         self.remaining -= 1;
         Some((key, item))

@@ -44,8 +44,9 @@ pub trait Waitable {
     #[doc(hidden)]
     fn __id(&self) -> usize;
 
+    /// Registers `set` for `key`; true (and nothing registered) if already done.
     #[doc(hidden)]
-    fn __subscribe(&self, set: &Arc<WaitSet>, key: usize);
+    fn __subscribe(&self, set: &Arc<WaitSet>, key: usize) -> bool;
 
     #[doc(hidden)]
     fn __unsubscribe(&self, set: &Arc<WaitSet>);
@@ -68,8 +69,8 @@ impl<T> Waitable for Future<T> {
         self.id()
     }
 
-    fn __subscribe(&self, set: &Arc<WaitSet>, key: usize) {
-        self.subscribe(set, key);
+    fn __subscribe(&self, set: &Arc<WaitSet>, key: usize) -> bool {
+        self.subscribe(set, key)
     }
 
     fn __unsubscribe(&self, set: &Arc<WaitSet>) {
@@ -96,8 +97,8 @@ macro_rules! forward_waitable {
                 (**self).__id()
             }
 
-            fn __subscribe(&self, set: &Arc<WaitSet>, key: usize) {
-                (**self).__subscribe(set, key);
+            fn __subscribe(&self, set: &Arc<WaitSet>, key: usize) -> bool {
+                (**self).__subscribe(set, key)
             }
 
             fn __unsubscribe(&self, set: &Arc<WaitSet>) {

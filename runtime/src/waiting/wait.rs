@@ -1,5 +1,6 @@
 //! `wait`: block until some or all of a set of futures are done.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::as_completed::dedup;
@@ -57,8 +58,11 @@ where
     let futures = dedup(futures);
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let set = Arc::new(WaitSet::default());
+    let mut ready = VecDeque::new();
     for (key, future) in futures.iter().enumerate() {
-        future.__subscribe(&set, key);
+        if future.__subscribe(&set, key) {
+            ready.push_back(key);
+        }
     }
     let mut done = 0;
     while done < futures.len() {
@@ -69,7 +73,10 @@ where
         if satisfied {
             break;
         }
-        let Some(key) = set.pop(deadline) else { break };
+        if ready.is_empty() && !set.take_all(&mut ready, deadline) {
+            break;
+        }
+        let key = ready.pop_front().expect("not empty");
         done += 1;
         if return_when == ReturnWhen::FirstException && futures[key].failed() {
             break;

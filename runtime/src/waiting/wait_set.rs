@@ -34,12 +34,14 @@ impl WaitSet {
         }
     }
 
-    /// The next completed key, blocking until one arrives or `deadline` passes.
-    pub(crate) fn pop(&self, deadline: Option<Instant>) -> Option<usize> {
+    /// Moves every completed key into `into`, blocking until there is at least one or
+    /// `deadline` passes (then returns false). One lock for a whole batch of completions.
+    pub(crate) fn take_all(&self, into: &mut VecDeque<usize>, deadline: Option<Instant>) -> bool {
         let mut ready = lock(&self.ready);
         loop {
-            if let Some(key) = ready.keys.pop_front() {
-                return Some(key);
+            if !ready.keys.is_empty() {
+                into.append(&mut ready.keys);
+                return true;
             }
             ready.sleeping = true;
             ready = match deadline {
@@ -51,7 +53,7 @@ impl WaitSet {
                     let now = Instant::now();
                     if now >= deadline {
                         ready.sleeping = false;
-                        return None;
+                        return false;
                     }
                     self.changed
                         .wait_timeout(ready, deadline - now)
