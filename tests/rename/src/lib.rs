@@ -32,6 +32,17 @@ mod tests {
 
     use super::*;
 
+    // Unit tests serve as process-pool workers too: the hidden entry is `tests::...`.
+    cf::enable_test_support!();
+
+    #[test]
+    fn task_runs_in_a_worker_process_from_a_unit_test_module() {
+        let executor = cf::ProcessPoolExecutor::new(1);
+        assert_eq!(executor.submit(square_number(9)).result(), Ok(81));
+        assert_eq!(executor.worker_pids().len(), 1);
+        assert_ne!(executor.worker_pids()[0], std::process::id());
+    }
+
     #[test]
     fn task_runs_on_a_thread_pool_through_the_renamed_crate() {
         let executor = ThreadPoolExecutor::new(2);
