@@ -158,16 +158,20 @@ macro_rules! join_completed {
 /// The test harness owns `main`, so there is no place for [`init`]. This defines a hidden test
 /// that a worker process is started into (`<test binary> <hidden test> --exact`), where it
 /// runs the worker loop; in a normal test run that test does nothing. Works with `cargo test`
-/// and cargo-nextest.
+/// and cargo-nextest. It expands to nothing outside `cfg(test)`; use it once per test binary.
 #[macro_export]
 macro_rules! enable_test_support {
     () => {
+        #[cfg(test)]
         #[test]
         #[doc(hidden)]
         fn __concurrent_futures_worker_entry() {
             $crate::__private::test_worker_entry();
         }
 
+        // Test builds only: in a library's normal build it must not redirect the workers of
+        // the programs that use it.
+        #[cfg(test)]
         $crate::__private::inventory::submit! {
             $crate::__private::TestWorkerEntry::new(
                 ::core::module_path!(),

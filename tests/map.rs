@@ -324,7 +324,8 @@ fn map_timeout_cancels_awaited_and_remaining_calls() {
 
 #[test]
 fn map_timeout_is_measured_from_the_map_call() {
-    let timeout = Duration::from_millis(300);
+    // Long enough that a loaded machine's scheduling delays cannot pass for a fresh wait.
+    let timeout = Duration::from_secs(1);
     let executor = ThreadPoolExecutor::new(1);
     let blocker = block_only_thread(&executor);
     let held = Held::new();
@@ -524,7 +525,8 @@ fn map_after_shutdown_yields_shut_down() {
     let executor = ThreadPoolExecutor::new(2);
     executor.shutdown(true, false);
     let results: Vec<_> = executor.map(square_number, 0..3).collect();
-    assert!(!results.is_empty());
+    // Python raises at the call; here the first call's ShutDown ends the iteration.
+    assert_eq!(results.len(), 1);
     assert!(
         results.iter().all(|r| r == &Err(Error::ShutDown)),
         "{results:?}"

@@ -168,6 +168,18 @@ impl<T> Future<T> {
         }
     }
 
+    /// Cancels a future that was never handed to a worker and marks the cancellation seen, in
+    /// one step, without the "unexpected state" log of a second notify. For executors that
+    /// drop queued work.
+    pub(crate) fn cancel_unsent(&self) {
+        if self.cancel() {
+            let mut slot = lock(&self.inner.slot);
+            if let Phase::Cancelled { notified } = &mut slot.phase {
+                *notified = true;
+            }
+        }
+    }
+
     /// True if the future was cancelled.
     pub fn cancelled(&self) -> bool {
         self.state() == State::Cancelled

@@ -38,7 +38,8 @@ pub trait Executor {
     ///
     /// Every call is submitted now, before the first `next()`, as in Python. A failed call
     /// yields its error at its position and iteration goes on. Dropping the iterator cancels
-    /// the calls that have not started. See [`map_with`](Self::map_with) for a timeout and
+    /// the calls that have not started. On a shut-down executor (where Python's `map` raises)
+    /// it yields one [`Error::ShutDown`](crate::Error::ShutDown) and ends. See [`map_with`](Self::map_with) for a timeout and
     /// lazy submission.
     fn map<I, F, T>(&self, f: F, inputs: I) -> Map<'_, Self, I::IntoIter, F, T>
     where

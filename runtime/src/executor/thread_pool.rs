@@ -327,20 +327,22 @@ impl ThreadPoolExecutor {
                 reason: reason.clone(),
             });
         }
-        {
-            let sender = lock(&self.shared.sender);
-            let Some(sender) = sender.as_ref() else {
-                return job.fail(Error::ShutDown);
-            };
-            // Unbounded, and `shared` holds a receiver: sending cannot fail.
-            let _ = sender.send(job);
-        }
+        let sender = lock(&self.shared.sender);
+        let Some(channel) = sender.as_ref() else {
+            return job.fail(Error::ShutDown);
+        };
+        // Unbounded, and `shared` holds a receiver: sending cannot fail.
+        let _ = channel.send(job);
         if self.shared.broken.get().is_some() {
+            drop(sender);
             // Broken between the check and the send; no thread may be left to fail the job.
             self.shared.fail_queued();
             return;
         }
+        // Still under the sender lock, as Python's submit holds its shutdown lock: a
+        // concurrent shutdown(wait = true) then sees the thread this job needs, and joins it.
         self.adjust_thread_count();
+        drop(sender);
     }
 
     /// Starts a thread unless one is idle or the pool is full.

@@ -19,13 +19,13 @@ use crate::unwind;
 /// Appends the call `task` to `out`.
 pub(crate) fn encode<T: Task>(task: &T, out: &mut Vec<u8>) -> Result<(), Error> {
     let start = out.len();
-    push_name(T::NAME, out);
+    push_name(T::NAME, out)?;
     encode::append(task, arguments_of::<T>(), out).inspect_err(|_| out.truncate(start))
 }
 
 /// Starts a chunk of calls of task type `T` in `out`; add them with [`encode_in_chunk`].
-pub(crate) fn begin_chunk<T: Task>(out: &mut Vec<u8>) {
-    push_name(T::NAME, out);
+pub(crate) fn begin_chunk<T: Task>(out: &mut Vec<u8>) -> Result<(), Error> {
+    push_name(T::NAME, out)
 }
 
 /// Appends one call to a chunk begun with [`begin_chunk`]; on error `out` is as it was.
@@ -95,11 +95,16 @@ impl std::fmt::Display for ArgumentsOf {
     }
 }
 
-fn push_name(name: &str, out: &mut Vec<u8>) {
-    // Task names are Rust paths or user-chosen short strings: far below 64 KiB.
-    let len = u16::try_from(name.len()).expect("task names are shorter than 64 KiB");
+fn push_name(name: &str, out: &mut Vec<u8>) -> Result<(), Error> {
+    let len = u16::try_from(name.len()).map_err(|_| Error::Serialization {
+        message: format!(
+            "task name of {} bytes is over the 65535-byte limit of the wire",
+            name.len()
+        ),
+    })?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(name.as_bytes());
+    Ok(())
 }
 
 /// The registered runner named at the start of `body`, and the bytes after the name.

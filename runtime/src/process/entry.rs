@@ -23,7 +23,7 @@ pub(crate) fn started_as_worker_outside_worker_mode() -> bool {
 ///
 /// Everything before `init()` runs in every worker too, so put nothing before it, as with
 /// Python's `if __name__ == "__main__":`. Under `cargo test`, where the test harness owns
-/// `main`, use [`enable_test_support!`](crate::enable_test_support) instead.
+/// `main`, use `concurrent_futures::enable_test_support!()` instead.
 ///
 /// # Panics
 ///
@@ -84,9 +84,11 @@ inventory::collect!(TestWorkerEntry);
 /// Reads and removes the marker, so that processes the tasks start do not see it.
 fn take_marker() -> Option<String> {
     let marker = std::env::var(WORKER_MARKER).ok()?;
-    // SAFETY: `init()` is documented to be the first line of `main`, before the program starts
-    // threads that could read the environment concurrently. In a worker, the code before it is
-    // the user's own (it runs in every worker) and it is told to keep that empty.
+    // SAFETY: the marker is only set in a worker process, and a worker runs nothing of ours
+    // before this point. `init()` is documented to be the first line of `main`, so no thread
+    // of the program reads the environment concurrently; the one exception is a test binary
+    // started as a worker (`enable_test_support!`), where libtest's own threads exist but do
+    // not touch the environment while the single worker test runs.
     #[allow(unsafe_code)]
     unsafe {
         std::env::remove_var(WORKER_MARKER);

@@ -24,7 +24,16 @@ const EXIT_GAVE_UP: i32 = 70;
 
 /// Serves the parent on the socket named by `marker`, then exits; never returns.
 pub(crate) fn run(marker: &str) -> ! {
-    match serve(marker) {
+    let socket = match inherited_socket(marker) {
+        Ok(socket) => socket,
+        Err(message) => {
+            say(&message);
+            process::exit(EXIT_GAVE_UP)
+        }
+    };
+    // `socket` lives until `exit`: the watch thread polls its descriptor, which must not be
+    // closed (and its number reused) while the process still runs.
+    match serve(&socket) {
         Ok(()) => process::exit(0),
         Err(message) => {
             say(&message);
@@ -33,8 +42,7 @@ pub(crate) fn run(marker: &str) -> ! {
     }
 }
 
-fn serve(marker: &str) -> Result<(), String> {
-    let socket = inherited_socket(marker)?;
+fn serve(socket: &UnixStream) -> Result<(), String> {
     socket
         .set_read_timeout(Some(HANDSHAKE_TIMEOUT))
         .map_err(|e| e.to_string())?;
@@ -45,8 +53,9 @@ fn serve(marker: &str) -> Result<(), String> {
 
     let no_parent = || {
         format!(
-            "no pool on the other end of descriptor {marker}: workers are started by a \
-             ProcessPoolExecutor, not by hand"
+            "no pool on the other end of descriptor {}: workers are started by a \
+             ProcessPoolExecutor, not by hand",
+            socket.as_raw_fd()
         )
     };
     let hello = wire::read(&mut reader)
@@ -70,7 +79,7 @@ fn serve(marker: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     socket.set_read_timeout(None).map_err(|e| e.to_string())?;
 
-    watch_for_parent_death(&socket)?;
+    watch_for_parent_death(socket)?;
     let mut frame = Vec::new();
     loop {
         let task = match wire::read(&mut reader) {
@@ -146,7 +155,7 @@ fn watch_for_parent_death(socket: &UnixStream) -> Result<(), String> {
                     revents: 0,
                 };
                 // SAFETY: poll reads and writes only the one pollfd we own; the descriptor
-                // stays open for the life of the process (the main thread never closes it).
+                // stays open until the process exits (`run` keeps the socket alive).
                 #[allow(unsafe_code)]
                 let ready = unsafe { libc::poll(&mut watched, 1, -1) };
                 let hung_up = libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;

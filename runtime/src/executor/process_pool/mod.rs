@@ -35,9 +35,12 @@ const DEFAULT_PIPELINE_DEPTH: usize = 128;
 ///   [`Error::TaskTimedOut`];
 /// - a panic comes back as [`Error::Panicked`] with its message and location, the worker
 ///   lives on;
-/// - a future is running only once its worker has started it (Python marks it running as it
-///   enters the call queue), so a task queued behind another can still be cancelled, and
-///   `terminate_workers`/`kill_workers` cancel what had not started instead of failing it.
+/// - `terminate_workers`/`kill_workers` never let a replacement worker run what the killed
+///   ones had been sent but not started: those futures fail with [`Error::Cancelled`].
+///
+/// As in Python, a future is running from the moment it is sent to a worker (Python's call
+/// queue), so `cancel()` returns false from then on; queued work is sent only while a worker
+/// is idle or the tasks are short (under a millisecond), up to `pipeline_depth` per worker.
 ///
 /// Tasks, arguments and results travel as postcard frames on a socket each worker inherits,
 /// never on stdout or stderr, so a task's `println!` reaches the terminal untouched.
@@ -74,6 +77,9 @@ pub(crate) struct Config {
     pub(crate) initializer: Option<Vec<u8>>,
     pub(crate) task_timeout: Option<Duration>,
     pub(crate) executable: Option<PathBuf>,
+    /// A worker that has not completed its handshake this long after it was started is
+    /// killed, and counts as a failed handshake.
+    pub(crate) handshake_timeout: Duration,
 }
 
 /// Builds a [`ProcessPoolExecutor`] with Python's options and a default task timeout.
@@ -103,7 +109,11 @@ pub struct ProcessPoolBuilder {
     initializer: Option<Result<Vec<u8>, Error>>,
     task_timeout: Option<Duration>,
     executable: Option<PathBuf>,
+    handshake_timeout: Option<Duration>,
 }
+
+/// How long a new worker may take to reach `init()` and answer the handshake.
+const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ProcessPoolBuilder {
     /// The most worker processes; default: the available parallelism.
@@ -146,6 +156,15 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// How long a new worker may take to reach `init()` and answer the parent's hello;
+    /// default 10 s. A worker that does not (a program whose `main` blocks, on stdin say,
+    /// before `init()`) is killed; three in a row break the pool with a message naming the
+    /// fix.
+    pub fn handshake_timeout(mut self, timeout: Duration) -> Self {
+        self.handshake_timeout = Some(timeout);
+        self
+    }
+
     /// The executor; no worker starts until the first submit.
     ///
     /// Fails with [`Error::InvalidArgument`] for zero workers, a zero `max_tasks_per_child` or
@@ -176,6 +195,7 @@ impl ProcessPoolBuilder {
                 initializer,
                 task_timeout: self.task_timeout,
                 executable: self.executable,
+                handshake_timeout: self.handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
             })),
             next_id: AtomicU64::new(wire::INITIALIZER_ID + 1),
         })
@@ -289,13 +309,18 @@ impl ProcessPoolExecutor {
     }
 
     /// One frame for many calls: what `map` with a `chunksize` uses. The chunk's timeout is
-    /// the sum of its tasks' timeouts (none if any has none); a worker that dies fails every
-    /// call of its chunk that had not finished.
+    /// the sum of its tasks' timeouts (none if any has none); a worker that dies while running
+    /// a chunk fails every call of it (the answer comes back as one frame).
     fn submit_chunk<T: Task>(&self, tasks: Vec<T>) -> Vec<Future<T::Output>> {
         let mut futures = Vec::with_capacity(tasks.len());
         let mut completions = Vec::with_capacity(tasks.len());
         let mut body = Vec::new();
-        call::begin_chunk::<T>(&mut body);
+        if let Err(error) = call::begin_chunk::<T>(&mut body) {
+            return tasks
+                .iter()
+                .map(|_| Future::failed(error.clone()))
+                .collect();
+        }
         let mut timeout = Some(Duration::ZERO);
         for task in &tasks {
             let future = match call::encode_in_chunk(task, &mut body) {
@@ -352,20 +377,11 @@ impl ProcessPoolExecutor {
     }
 
     /// See [`Executor::shutdown`]. With `wait`, returns once every worker has exited and been
-    /// reaped and every thread of the pool has ended.
+    /// reaped and every thread of the pool has ended; called from a done callback (which runs
+    /// on a thread of the pool), it does not wait.
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
         let mut state = self.scheduler.lock();
         state.shut_down = true;
-        if cancel_futures {
-            // Queued in a worker behind its first job: cancelled here, the worker's result
-            // dropped. The first may have started already (its report can still be on the
-            // way), so it is left to finish.
-            for slot in state.workers.values() {
-                for job in slot.in_flight.iter().skip(1) {
-                    job.future.cancel();
-                }
-            }
-        }
         let effects = Effects {
             cancel: if cancel_futures {
                 state.pending.drain(..).collect()
@@ -386,6 +402,11 @@ impl ProcessPoolExecutor {
     /// Joins the pool's threads until none is left: a worker replaced during shutdown adds
     /// threads of its own.
     fn join_threads(&self) {
+        if self.scheduler.on_pool_thread() {
+            // Called from a done callback, on a thread of this very pool: waiting here would
+            // wait for ourselves. The threads finish once the work is done.
+            return;
+        }
         let _joining = crate::sync::lock(&self.scheduler.joining);
         loop {
             let threads = std::mem::take(&mut self.scheduler.lock().threads);

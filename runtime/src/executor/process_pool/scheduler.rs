@@ -20,6 +20,11 @@ const HANDSHAKE_FAILURES_BEFORE_BROKEN: usize = 3;
 /// A task that ran longer than this is not pipelined behind: see [`Scheduler::credit`].
 const SLOW_TASK: Duration = Duration::from_millis(1);
 
+thread_local! {
+    /// The scheduler whose thread this is, by address; 0 on other threads.
+    static POOL_THREAD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// One submitted call, encoded and waiting for (or sent to) a worker.
 pub(super) struct Job {
     pub(super) id: u64,
@@ -32,15 +37,13 @@ pub(super) struct Job {
 
 /// The future of a job, with its output type erased: the scheduler completes it from bytes.
 ///
-/// A job's future stays pending until its worker reports that it started it, not when it is
-/// sent: a job queued behind another in a worker can still be cancelled, and one that a dead
-/// or stopped worker never started is put back or cancelled, never left running.
+/// As in Python, a job's future is running from the moment it is sent to a worker (Python's
+/// call queue): from then on `cancel()` returns false, because the worker will run it.
 pub(super) trait Completion: Send {
-    /// The user cancelled it before it was sent: drop the job (Python's notify).
-    fn cancelled_before_sending(&self) -> bool;
-    /// The worker started it: Python's `set_running_or_notify_cancel`. A future cancelled
-    /// since it was sent stays cancelled; the worker's result is then dropped.
-    fn start(&self);
+    /// About to be sent: Python's `set_running_or_notify_cancel`. False if the user cancelled
+    /// it, and the job is dropped. A job sent before, to a worker that died without starting
+    /// it, is already running and goes again.
+    fn send(&self) -> bool;
     /// Decodes the worker's output and completes the future with it.
     fn succeed(&self, output: &[u8]);
     fn fail(&self, error: Error);
@@ -51,17 +54,9 @@ pub(super) trait Completion: Send {
 pub(super) struct TaskFuture<T: Task>(pub(super) Future<T::Output>);
 
 impl<T: Task> Completion for TaskFuture<T> {
-    fn cancelled_before_sending(&self) -> bool {
-        self.0.cancelled() && {
-            let _ = self.0.set_running_or_notify_cancel();
-            true
-        }
-    }
-
-    fn start(&self) {
-        if self.0.state() == crate::future::State::Pending {
-            let _ = self.0.set_running_or_notify_cancel();
-        }
+    fn send(&self) -> bool {
+        self.0.state() == crate::future::State::Running
+            || self.0.set_running_or_notify_cancel().unwrap_or(false)
     }
 
     fn succeed(&self, output: &[u8]) {
@@ -82,8 +77,7 @@ impl<T: Task> Completion for TaskFuture<T> {
     }
 
     fn cancel(&self) {
-        self.0.cancel();
-        let _ = self.0.set_running_or_notify_cancel();
+        self.0.cancel_unsent();
     }
 }
 
@@ -93,19 +87,13 @@ impl<T: Task> Completion for TaskFuture<T> {
 pub(super) struct Batch<T: Task>(pub(super) Vec<TaskFuture<T>>);
 
 impl<T: Task> Completion for Batch<T> {
-    fn cancelled_before_sending(&self) -> bool {
-        // No short-circuit: each cancelled future must be notified.
-        let mut all = true;
+    fn send(&self) -> bool {
+        // No short-circuit: every future must leave PENDING; the chunk goes if any is wanted.
+        let mut any = false;
         for future in &self.0 {
-            all &= future.cancelled_before_sending();
+            any |= future.send();
         }
-        all
-    }
-
-    fn start(&self) {
-        for future in &self.0 {
-            future.start();
-        }
+        any
     }
 
     fn succeed(&self, output: &[u8]) {
@@ -139,13 +127,20 @@ impl<T: Task> Completion for Batch<T> {
 /// Why the pool killed a worker, so that its running task fails with the right error.
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Doom {
-    TimedOut(Duration),
+    /// Killed because job `job` outlived `timeout`.
+    TimedOut {
+        job: u64,
+        timeout: Duration,
+    },
     Killed,
+    /// Killed because it did not complete its handshake in time.
+    NoHandshake,
 }
 
 /// A live worker, as the scheduler sees it.
 pub(super) struct Slot {
     pub(super) pid: u32,
+    pub(super) started_at: Instant,
     /// Sent and not yet answered, oldest first; the worker runs them in this order.
     pub(super) in_flight: VecDeque<Job>,
     /// The worker reported that it started `in_flight[0]`.
@@ -355,8 +350,12 @@ impl Scheduler {
             .flatten()
         {
             let error = match slot.doom {
-                Some(Doom::TimedOut(timeout)) => Error::TaskTimedOut { timeout },
-                Some(Doom::Killed) | None => Error::WorkerDied {
+                // The job that ran out of time, not one the worker started after it finished
+                // in the instant before the kill landed.
+                Some(Doom::TimedOut { job: late, timeout }) if late == job.id => {
+                    Error::TaskTimedOut { timeout }
+                }
+                _ => Error::WorkerDied {
                     pid: slot.pid,
                     exit_code: status.and_then(|s| s.code()),
                     signal: status.and_then(|s| s.signal()),
@@ -365,9 +364,11 @@ impl Scheduler {
             effects.fail.push((job, error));
         }
         if state.forced {
-            // terminate_workers / kill_workers: what the worker had not started is cancelled,
-            // never run by a replacement.
-            effects.cancel.extend(slot.in_flight.drain(..));
+            // terminate_workers / kill_workers: what the worker had been sent but not started
+            // never runs; its future, already running, fails as cancelled.
+            effects
+                .fail
+                .extend(slot.in_flight.drain(..).map(|job| (job, Error::Cancelled)));
         } else {
             // Not started: they run elsewhere, ahead of newer work.
             while let Some(job) = slot.in_flight.pop_back() {
@@ -429,6 +430,39 @@ impl Scheduler {
         }
     }
 
+    /// Marks the calling thread as one of this pool's, so that a `shutdown(wait = true)` made
+    /// from it (in a done callback, say) does not wait for itself and its siblings.
+    pub(super) fn mark_current_thread(self: &Arc<Self>) {
+        POOL_THREAD.with(|pool| pool.set(Arc::as_ptr(self) as usize));
+    }
+
+    /// Whether the calling thread is one of this pool's.
+    pub(super) fn on_pool_thread(self: &Arc<Self>) -> bool {
+        POOL_THREAD.with(|pool| pool.get() == Arc::as_ptr(self) as usize)
+    }
+
+    /// Starts the thread that enforces deadlines, unless it runs.
+    pub(super) fn ensure_supervisor(self: &Arc<Self>, state: &mut State) {
+        if state.supervisor_running {
+            return;
+        }
+        let scheduler = Arc::clone(self);
+        match std::thread::Builder::new()
+            .name("cf-pool-deadlines".to_owned())
+            .spawn(move || {
+                scheduler.mark_current_thread();
+                scheduler.supervise();
+            }) {
+            Ok(handle) => {
+                state.supervisor_running = true;
+                state.threads.push(handle);
+            }
+            Err(error) => {
+                tracing::error!(target: "concurrent_futures", %error, "cannot start the deadline thread; task timeouts and handshake deadlines are not enforced");
+            }
+        }
+    }
+
     /// Kills the worker whose running task outlived its timeout; runs on its own thread while
     /// any worker may run a task with a deadline.
     pub(super) fn supervise(self: &Arc<Self>) {
@@ -441,13 +475,28 @@ impl Scheduler {
             let now = Instant::now();
             let mut next: Option<Instant> = None;
             for slot in state.workers.values_mut() {
+                if slot.doom.is_some() {
+                    continue;
+                }
+                if !slot.ready {
+                    let deadline = slot.started_at + self.config.handshake_timeout;
+                    if deadline <= now {
+                        // A copy stuck before init() (reading stdin, say): no fork bomb, no hang.
+                        slot.doom = Some(Doom::NoHandshake);
+                        signal(slot.pid, libc::SIGKILL);
+                    } else {
+                        next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                    }
+                    continue;
+                }
                 let Some((deadline, timeout)) = slot.deadline else {
                     continue;
                 };
-                if deadline <= now && slot.doom.is_none() {
-                    slot.doom = Some(Doom::TimedOut(timeout));
+                if deadline <= now {
+                    let job = slot.in_flight.front().map_or(0, |job| job.id);
+                    slot.doom = Some(Doom::TimedOut { job, timeout });
                     signal(slot.pid, libc::SIGKILL);
-                } else if slot.doom.is_none() {
+                } else {
                     next = Some(next.map_or(deadline, |n| n.min(deadline)));
                 }
             }

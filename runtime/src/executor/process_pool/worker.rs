@@ -27,10 +27,13 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
         let threads = start_threads(scheduler, worker, child, socket)?;
         state.threads.extend(threads);
         state.starting -= 1;
+        // Enforces the handshake deadline, then task timeouts.
+        scheduler.ensure_supervisor(&mut state);
         state.workers.insert(
             worker,
             Slot {
                 pid,
+                started_at: Instant::now(),
                 in_flight: Default::default(),
                 front_started: false,
                 deadline: None,
@@ -45,7 +48,11 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
         Ok(())
     });
     match started {
-        Ok(()) => scheduler.work.notify_all(),
+        Ok(()) => {
+            scheduler.work.notify_all();
+            // A new handshake deadline to watch.
+            scheduler.deadlines.notify_all();
+        }
         Err(reason) => {
             let mut state = scheduler.lock();
             state.starting -= 1;
@@ -119,13 +126,19 @@ fn start_threads(
         let s = Arc::clone(scheduler);
         let writer = spawn(
             format!("cf-pool-{pid}-writer"),
-            Box::new(move || write_loop(&s, worker, socket)),
+            Box::new(move || {
+                s.mark_current_thread();
+                write_loop(&s, worker, socket);
+            }),
         )
         .map_err(|e| e.to_string())?;
         let s = Arc::clone(scheduler);
         match spawn(
             format!("cf-pool-{pid}-reader"),
-            Box::new(move || read_loop(&s, worker, reader_socket, child)),
+            Box::new(move || {
+                s.mark_current_thread();
+                read_loop(&s, worker, reader_socket, child);
+            }),
         ) {
             Ok(reader) => Ok([writer, reader]),
             // The writer ends once it finds no slot for this worker.
@@ -185,7 +198,7 @@ fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut 
             break;
         }
         let job = state.pending.pop_front().expect("not empty");
-        if !job.future.cancelled_before_sending() {
+        if job.future.send() {
             wire::encode(out, job.kind, job.id, &job.payload).expect("size checked at submit");
             let slot = state.workers.get_mut(&worker).expect("present");
             slot.sent += 1;
@@ -303,24 +316,10 @@ fn handle(
                 return Err(Stop::Protocol(format!("started unknown task {}", frame.id)));
             };
             slot.front_started = true;
-            job.future.start();
             let now = Instant::now();
             if let Some(timeout) = job.timeout {
                 slot.deadline = Some((now + timeout, timeout));
-                if !state.supervisor_running {
-                    state.supervisor_running = true;
-                    let s = Arc::clone(scheduler);
-                    match thread::Builder::new()
-                        .name("cf-pool-timeouts".to_owned())
-                        .spawn(move || s.supervise())
-                    {
-                        Ok(handle) => state.threads.push(handle),
-                        Err(error) => {
-                            state.supervisor_running = false;
-                            tracing::error!(target: "concurrent_futures", %error, "cannot start the timeout thread; task timeouts are not enforced");
-                        }
-                    }
-                }
+                scheduler.ensure_supervisor(state);
                 scheduler.deadlines.notify_all();
             }
             Ok(None)
