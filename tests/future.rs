@@ -8,60 +8,18 @@ use std::future::IntoFuture;
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
 use concurrent_futures::{Error, Future, State, ThreadPoolExecutor};
 
+mod common;
+use common::Gate;
+
 /// Short: only used where the behaviour under test is the timeout itself.
 const SHORT: Duration = Duration::from_millis(20);
-
-/// Python's `threading.Event`: set once, wait until set.
-#[derive(Default)]
-struct Event {
-    set: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Event {
-    fn set(&self) {
-        *self.set.lock().unwrap() = true;
-        self.changed.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut set = self.set.lock().unwrap();
-        while !*set {
-            set = self.changed.wait(set).unwrap();
-        }
-    }
-}
-
-/// Holds pool tasks until opened; opens itself when dropped, so that a failed assertion
-/// releases the tasks and the executor's drop cannot hang. Declare it after the executor.
-struct Gate(Arc<Event>);
-
-impl Gate {
-    fn new() -> Self {
-        Gate(Arc::new(Event::default()))
-    }
-
-    fn handle(&self) -> Arc<Event> {
-        Arc::clone(&self.0)
-    }
-
-    fn open(&self) {
-        self.0.set();
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.0.set();
-    }
-}
 
 /// The smallest executor for `.await`: poll, park until woken, poll again.
 fn block_on<F: IntoFuture>(future: F) -> F::Output {

@@ -10,10 +10,13 @@ use std::collections::BTreeSet;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
-use std::sync::{Arc, Barrier, Condvar, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
 use concurrent_futures::{Error, Executor, Future, State, ThreadPoolExecutor, task};
+
+mod common;
+use common::Gate;
 
 #[task]
 fn square_number(x: u64) -> u64 {
@@ -26,51 +29,6 @@ fn checked_half(x: u64) -> Result<u64, String> {
         Ok(x / 2)
     } else {
         Err(format!("{x} is odd"))
-    }
-}
-
-/// Python's `threading.Event`: set once, wait until set.
-#[derive(Default)]
-struct Event {
-    set: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Event {
-    fn set(&self) {
-        *self.set.lock().unwrap() = true;
-        self.changed.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut set = self.set.lock().unwrap();
-        while !*set {
-            set = self.changed.wait(set).unwrap();
-        }
-    }
-}
-
-/// Holds tasks until opened; opens itself when dropped. Declare it after the executor, so
-/// that it is dropped (opened) first.
-struct Gate(Arc<Event>);
-
-impl Gate {
-    fn new() -> Self {
-        Gate(Arc::new(Event::default()))
-    }
-
-    fn handle(&self) -> Arc<Event> {
-        Arc::clone(&self.0)
-    }
-
-    fn open(&self) {
-        self.0.set();
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.0.set();
     }
 }
 

@@ -4,8 +4,8 @@
 //! "Does not return early" is checked with a short timeout and a lower bound on the elapsed
 //! time, which load can only make larger; nothing here sleeps.
 
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,52 +14,11 @@ use concurrent_futures::{
     as_completed_timeout, wait,
 };
 
+mod common;
+use common::Gate;
+
 /// Short: only used where the behaviour under test is the timeout itself.
 const SHORT: Duration = Duration::from_millis(20);
-
-/// Python's `threading.Event`: set once, wait until set.
-#[derive(Default)]
-struct Event {
-    set: Mutex<bool>,
-    changed: Condvar,
-}
-
-impl Event {
-    fn set(&self) {
-        *self.set.lock().unwrap() = true;
-        self.changed.notify_all();
-    }
-
-    fn wait(&self) {
-        let mut set = self.set.lock().unwrap();
-        while !*set {
-            set = self.changed.wait(set).unwrap();
-        }
-    }
-}
-
-/// Holds tasks until opened; opens itself when dropped. Declare it after the executor.
-struct Gate(Arc<Event>);
-
-impl Gate {
-    fn new() -> Self {
-        Gate(Arc::new(Event::default()))
-    }
-
-    fn handle(&self) -> Arc<Event> {
-        Arc::clone(&self.0)
-    }
-
-    fn open(&self) {
-        self.0.set();
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        self.0.set();
-    }
-}
 
 /// A task that reports its start on `started`, then waits for `gate`.
 fn spawn_held<T: Send + 'static>(
