@@ -56,6 +56,10 @@ fn main() {
     procspawn::init(); // procspawn's workers (__PROCSPAWN_CONTENT_PROCESS_ID) enter here
 
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--echo") {
+        echo_stdin_to_stdout();
+        return;
+    }
     let scale = if args.iter().any(|a| a == "--bench") {
         1
     } else {
@@ -590,7 +594,7 @@ impl Compare {
             thousands(n)
         );
         let procspawn_label = format!("procspawn: Pool::spawn, {WORKERS} pending at a time");
-        let limit_label = "LIMIT: raw pipe through `cat`, writer thread + reader, same bytes";
+        let limit_label = "LIMIT: the same bytes echoed by a process over one Unix socket";
 
         let python = self.python("W5", "submit, results in order");
         self.rows.push(
@@ -1055,28 +1059,37 @@ fn percentile_us(latencies: &Result<Vec<Duration>, String>, q: usize) -> Figure 
     }
 }
 
-/// The LIMIT of W5: `n` × `size` bytes through `cat`, a writer thread feeding its stdin and
-/// this thread reading its stdout. Gives "tasks"/s, a task being one `size`-byte message.
+/// The LIMIT of W5: `n` × `size` bytes echoed by another process over one Unix socket, the
+/// transport our workers use: a copy of this binary (`--echo`) copies its stdin to its stdout,
+/// both the socket, in 1 MiB blocks; a writer thread feeds it and this thread reads it back.
+/// No framing, no encoding, no task: what the socket and two processes can carry.
 fn pipe_echo(n: u64, size: usize) -> Result<f64, String> {
+    use std::os::unix::net::UnixStream;
+
     let payload = vec![b'x'; size];
     let t = Instant::now();
-    let mut child = Command::new("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+    let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .arg("--echo")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(
+            theirs.try_clone().map_err(|e| e.to_string())?,
+        )))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
         .spawn()
-        .map_err(|e| format!("n/a: cannot run cat: {e}"))?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let mut stdout = child.stdout.take().expect("piped stdout");
+        .map_err(|e| format!("n/a: cannot start the echo process: {e}"))?;
+    let mut to_child = ours.try_clone().map_err(|e| e.to_string())?;
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
         for _ in 0..n {
-            stdin.write_all(&payload)?;
+            to_child.write_all(&payload)?;
         }
-        Ok(())
+        to_child.shutdown(std::net::Shutdown::Write)
     });
+    let mut from_child = ours;
     let mut buf = vec![0u8; size];
     let mut total = 0u64;
     for _ in 0..n {
-        stdout.read_exact(&mut buf).map_err(|e| e.to_string())?;
+        from_child.read_exact(&mut buf).map_err(|e| e.to_string())?;
         total += buf.len() as u64;
     }
     writer
@@ -1089,6 +1102,23 @@ fn pipe_echo(n: u64, size: usize) -> Result<f64, String> {
         return Err(format!("read {total} bytes"));
     }
     Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// `--echo`: copies stdin to stdout in 1 MiB blocks until stdin ends (the LIMIT of W5).
+fn echo_stdin_to_stdout() {
+    let mut input = std::io::stdin().lock();
+    let mut output = std::io::stdout().lock();
+    let mut block = vec![0u8; 1 << 20];
+    loop {
+        match input.read(&mut block) {
+            Ok(0) | Err(_) => return,
+            Ok(read) => {
+                if output.write_all(&block[..read]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 // -------------------------------------------------------------------------------------------

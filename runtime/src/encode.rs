@@ -36,26 +36,37 @@ pub(crate) fn append<T: Serialize + ?Sized>(
     out: &mut Vec<u8>,
 ) -> Result<(), Error> {
     let start = out.len();
-    postcard::to_extend(value, Appender(out))
-        .map(|_| ())
-        .map_err(|_| {
-            out.truncate(start);
-            match to_bytes(value, &what) {
-                Err(error) => error,
-                // A value that fails only once: nothing more to say about it.
-                Ok(_) => Error::Serialization {
-                    message: format!("cannot encode {what}"),
-                },
-            }
-        })
+    postcard::serialize_with_flavor(value, AppendTo(out)).map_err(|_| {
+        out.truncate(start);
+        match to_bytes(value, &what) {
+            Err(error) => error,
+            // A value that fails only once: nothing more to say about it.
+            Ok(_) => Error::Serialization {
+                message: format!("cannot encode {what}"),
+            },
+        }
+    })
 }
 
-/// Lets postcard write straight into a buffer it does not own.
-struct Appender<'a>(&'a mut Vec<u8>);
+/// A postcard output that appends to a buffer it does not own, a slice at a time (one copy
+/// for a byte string, where an `Extend<u8>` output takes its bytes one by one).
+struct AppendTo<'a>(&'a mut Vec<u8>);
 
-impl Extend<u8> for Appender<'_> {
-    fn extend<I: IntoIterator<Item = u8>>(&mut self, bytes: I) {
-        self.0.extend(bytes);
+impl postcard::ser_flavors::Flavor for AppendTo<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte);
+        Ok(())
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
     }
 }
 

@@ -87,12 +87,7 @@ pub fn run_registered<T: Task>(arguments: &[u8], out: &mut Vec<u8>) -> Result<()
     let task: T = postcard::from_bytes(arguments).map_err(|e| Error::Serialization {
         message: format!("cannot decode the arguments of task `{}`: {e}", T::NAME),
     })?;
-    let output = task.run();
-    crate::encode::append(
-        &output,
-        format_args!("the result of task `{}`", T::NAME),
-        out,
-    )
+    T::__encode_output(&task.run(), out)
 }
 
 /// One `#[task]`'s entry in the registry: its name, the Rust type that claimed it, and how a

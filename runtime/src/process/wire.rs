@@ -105,6 +105,23 @@ pub(crate) fn end(out: &mut Vec<u8>, start: usize) -> io::Result<()> {
     Ok(())
 }
 
+/// The header of a frame whose body of `body_len` bytes is written separately (a large body
+/// goes out from where it is, without being copied next to its header first).
+pub(crate) fn header(kind: u8, id: u64, body_len: usize) -> io::Result<[u8; 4 + HEADER]> {
+    let len = HEADER + body_len;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    let mut header = [0_u8; 4 + HEADER];
+    header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    header[4] = kind;
+    header[5..].copy_from_slice(&id.to_le_bytes());
+    Ok(header)
+}
+
 /// Writes one frame and flushes it.
 pub(crate) fn send(writer: &mut impl Write, kind: u8, id: u64, body: &[u8]) -> io::Result<()> {
     let mut frame = Vec::new();
@@ -131,9 +148,10 @@ pub(crate) fn read(reader: &mut impl Read) -> io::Result<Option<Frame>> {
     reader.read_exact(&mut header).map_err(truncated)?;
     let kind = header[0];
     let id = u64::from_le_bytes(header[1..].try_into().expect("8 bytes"));
-    // Grows as bytes arrive instead of trusting the prefix with one big allocation.
+    // Trusts the prefix up to 16 MiB (one allocation, no regrowth for large values); beyond
+    // that the buffer grows as bytes arrive, so a hostile prefix cannot reserve a gigabyte.
     let body_len = len - HEADER;
-    let mut body = Vec::with_capacity(body_len.min(1 << 16));
+    let mut body = Vec::with_capacity(body_len.min(1 << 24));
     reader
         .take(body_len as u64)
         .read_to_end(&mut body)
@@ -185,6 +203,15 @@ mod tests {
         let second = read(&mut reader).unwrap().unwrap();
         assert_eq!((second.kind, second.id, second.body.len()), (EXIT, 0, 0));
         assert!(read(&mut reader).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_separate_header_matches_an_encoded_frame() {
+        let mut whole = Vec::new();
+        encode(&mut whole, RUN, 9, b"body").unwrap();
+        let mut split = header(RUN, 9, 4).unwrap().to_vec();
+        split.extend_from_slice(b"body");
+        assert_eq!(whole, split);
     }
 
     #[test]

@@ -302,7 +302,7 @@ impl ProcessPoolExecutor {
         self.scheduler.enqueue(Job {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             kind,
-            payload,
+            payload: Arc::new(payload),
             timeout,
             future,
         });

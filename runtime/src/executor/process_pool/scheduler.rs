@@ -30,7 +30,8 @@ pub(super) struct Job {
     pub(super) id: u64,
     /// `wire::RUN`, or `wire::RUN_BATCH` for a `map` chunk.
     pub(super) kind: u8,
-    pub(super) payload: Vec<u8>,
+    /// Shared, so that a large payload goes from here to the socket without another copy.
+    pub(super) payload: Arc<Vec<u8>>,
     pub(super) timeout: Option<Duration>,
     pub(super) future: Box<dyn Completion>,
 }

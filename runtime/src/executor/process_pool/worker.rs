@@ -154,16 +154,16 @@ fn start_threads(
 /// Sends the hello (and the initializer), then jobs as the scheduler grants credit, several
 /// to one write; the exit request once there will be no more.
 fn write_loop(scheduler: &Arc<Scheduler>, worker: u64, mut socket: UnixStream) {
-    let mut out = Vec::new();
-    wire::encode(&mut out, wire::HELLO, build_identity(), &[]).expect("empty frame fits");
+    let mut out = Outgoing::default();
+    wire::encode(&mut out.small, wire::HELLO, build_identity(), &[]).expect("empty frame fits");
     if let Some(initializer) = &scheduler.config.initializer {
-        wire::encode(&mut out, wire::RUN, INITIALIZER_ID, initializer).expect("checked at build");
+        wire::encode(&mut out.small, wire::RUN, INITIALIZER_ID, initializer)
+            .expect("checked at build");
     }
     loop {
-        if socket.write_all(&out).is_err() {
+        if out.write_to(&mut socket).is_err() {
             return; // the worker is gone; its reader reports it
         }
-        out.clear();
         let mut state = scheduler.lock();
         loop {
             match next_frames(scheduler, &mut state, worker, &mut out) {
@@ -182,6 +182,48 @@ fn write_loop(scheduler: &Arc<Scheduler>, worker: u64, mut socket: UnixStream) {
     }
 }
 
+/// Frames to write: small ones copied together into one buffer (one write for many), large
+/// payloads written from their shared buffer after their header, never copied.
+#[derive(Default)]
+struct Outgoing {
+    small: Vec<u8>,
+    /// Each large frame, with the length of `small` at the point it goes out.
+    large: Vec<(usize, [u8; 13], Arc<Vec<u8>>)>,
+}
+
+/// A payload above this is written from where it is rather than copied into the batch.
+const COPY_LIMIT: usize = 64 * 1024;
+
+impl Outgoing {
+    fn push(&mut self, kind: u8, id: u64, payload: &Arc<Vec<u8>>) {
+        if payload.len() <= COPY_LIMIT {
+            wire::encode(&mut self.small, kind, id, payload).expect("size checked at submit");
+        } else {
+            let header = wire::header(kind, id, payload.len()).expect("size checked at submit");
+            self.large
+                .push((self.small.len(), header, Arc::clone(payload)));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.small.is_empty() && self.large.is_empty()
+    }
+
+    /// Writes everything in order and empties the batch.
+    fn write_to(&mut self, socket: &mut UnixStream) -> std::io::Result<()> {
+        let mut written = 0;
+        for (at, header, payload) in self.large.drain(..) {
+            socket.write_all(&self.small[written..at])?;
+            socket.write_all(&header)?;
+            socket.write_all(&payload)?;
+            written = at;
+        }
+        socket.write_all(&self.small[written..])?;
+        self.small.clear();
+        Ok(())
+    }
+}
+
 enum Next {
     Gone,
     Write,
@@ -189,7 +231,7 @@ enum Next {
 }
 
 /// Moves what `worker` may take now from the queue into its in-flight list and `out`.
-fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut Vec<u8>) -> Next {
+fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut Outgoing) -> Next {
     loop {
         let Some(slot) = state.workers.get(&worker) else {
             return Next::Gone;
@@ -199,7 +241,7 @@ fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut 
         }
         let job = state.pending.pop_front().expect("not empty");
         if job.future.send() {
-            wire::encode(out, job.kind, job.id, &job.payload).expect("size checked at submit");
+            out.push(job.kind, job.id, &job.payload);
             let slot = state.workers.get_mut(&worker).expect("present");
             slot.sent += 1;
             slot.in_flight.push_back(job);
@@ -215,7 +257,7 @@ fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut 
         .is_some_and(|max| slot.sent >= max);
     if !slot.exit_sent && (retiring || (state.shut_down && state.pending.is_empty())) {
         slot.exit_sent = true;
-        wire::encode(out, wire::EXIT, 0, &[]).expect("empty frame fits");
+        wire::encode(&mut out.small, wire::EXIT, 0, &[]).expect("empty frame fits");
         return Next::Write;
     }
     Next::Wait
