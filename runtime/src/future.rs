@@ -382,9 +382,17 @@ impl<T> Future<T> {
         Ok(slot)
     }
 
-    /// Blocks until done or `deadline`; true if done. For `map`, which must not clone.
-    pub(crate) fn wait_done(&self, deadline: Option<Instant>) -> bool {
-        self.wait_until(deadline).is_ok()
+    /// Moves the outcome out once done, or gives the future back if `deadline` passes first:
+    /// `map`'s one lock per result.
+    pub(crate) fn into_result_by(
+        self,
+        deadline: Option<Instant>,
+    ) -> Result<Result<T, Error>, Self> {
+        let outcome = match self.wait_until(deadline) {
+            Ok(mut slot) => Some(take_outcome(&mut slot.phase)),
+            Err(_) => None,
+        };
+        outcome.ok_or(self)
     }
 
     /// True if finished with an error (not cancelled): what `FirstException` looks for.

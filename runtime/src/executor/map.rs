@@ -174,10 +174,10 @@ where
                 self.submit_next();
             }
         }
-        let future = self.in_flight.pop_front()?;
-        if future.wait_done(self.deadline) {
-            return Some(future.into_result());
-        }
+        let future = match self.in_flight.pop_front()?.into_result_by(self.deadline) {
+            Ok(outcome) => return Some(outcome),
+            Err(future) => future,
+        };
         // Python's gh-95166: the awaited call is cancelled too, not only the later ones.
         future.cancel();
         let unfinished = 1 + self.in_flight.iter().filter(|f| !f.done()).count();
