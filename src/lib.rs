@@ -135,7 +135,8 @@ pub use concurrent_futures_runtime::{
 /// Consumes futures as they complete; see the [crate docs](crate#join_completed).
 ///
 /// - `join_completed!(futures)` and `join_completed!(futures, timeout = duration)`: an iterator
-///   of `Result<T, Error>` in completion order. With a timeout, the iterator's last item is
+///   of `Result<T, Error>` in completion order, over owned futures (their values are moved
+///   out) or borrowed ones (`&futures`; their values are cloned). With a timeout, the iterator's last item is
 ///   `Err(Error::Timeout { .. })` if time runs out.
 /// - `join_completed! { name = future => body, ... }`: runs each body, with `name` bound to that
 ///   future's `Result<T, Error>`, as the future completes; evaluates to the tuple of the bodies'

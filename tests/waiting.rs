@@ -679,3 +679,18 @@ fn as_completed_yields_each_pool_task_exactly_once() {
     seen.sort();
     assert_eq!(seen, (0..200).collect::<Vec<_>>());
 }
+
+#[test]
+fn join_completed_collection_form_takes_borrowed_futures_and_keeps_them() {
+    let executor = ThreadPoolExecutor::new(2);
+    let futures: Vec<_> = (1..=3_u64)
+        .map(|i| executor.spawn(move || i * 10))
+        .collect();
+    let mut seen: Vec<u64> = concurrent_futures::join_completed!(&futures)
+        .map(Result::unwrap)
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, [10, 20, 30]);
+    // Borrowed: the values were cloned, the futures still hold them.
+    assert_eq!(futures[1].result(), Ok(20));
+}

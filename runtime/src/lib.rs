@@ -40,7 +40,7 @@ pub mod __private {
     pub use crate::future::Future;
     pub use crate::process::entry::{TestWorkerEntry, test_worker_entry};
     pub use crate::task::{ErasedTask, Task, TaskRegistration, run_encoded, run_registered};
-    pub use crate::waiting::join::{completion_order, join_collection, waitable};
+    pub use crate::waiting::join::{Outcome, completion_order, join_collection, waitable};
     pub use crate::waiting::{WaitSet, Waitable};
     pub use postcard::Error as PostcardError;
 }
