@@ -126,6 +126,16 @@ where
         if self.stopped {
             return false;
         }
+        if self.chunk == 1 {
+            // The common case, on the hot path of every `map`: no vectors per input.
+            let Some(input) = self.inputs.next() else {
+                self.stopped = true;
+                return false;
+            };
+            let future = self.executor.submit((self.make_task)(input));
+            self.track(future);
+            return true;
+        }
         let tasks: Vec<T> = self
             .inputs
             .by_ref()
@@ -136,20 +146,19 @@ where
             self.stopped = true;
             return false;
         }
-        let futures = if self.chunk == 1 {
-            tasks.into_iter().map(|t| self.executor.submit(t)).collect()
-        } else {
-            self.executor.__submit_chunk(tasks)
-        };
-        for future in futures {
-            // A shut-down executor fails every submit at once: stop pulling an endless input.
-            if future.done() && matches!(future.error(), Some(Error::ShutDown)) {
-                self.stopped = true;
-            }
-            self.in_flight.push_back(future);
-            self.submitted += 1;
+        for future in self.executor.__submit_chunk(tasks) {
+            self.track(future);
         }
         true
+    }
+
+    fn track(&mut self, future: Future<T::Output>) {
+        // A shut-down executor fails every submit at once: stop pulling an endless input.
+        if future.done() && matches!(future.error(), Some(Error::ShutDown)) {
+            self.stopped = true;
+        }
+        self.in_flight.push_back(future);
+        self.submitted += 1;
     }
 
     fn cancel_in_flight(&mut self) {
