@@ -16,31 +16,10 @@ use std::time::Duration;
 use concurrent_futures::{Error, Future, State, ThreadPoolExecutor};
 
 mod common;
-use common::Gate;
+use common::{Gate, block_on};
 
 /// Short: only used where the behaviour under test is the timeout itself.
 const SHORT: Duration = Duration::from_millis(20);
-
-/// The smallest executor for `.await`: poll, park until woken, poll again.
-fn block_on<F: IntoFuture>(future: F) -> F::Output {
-    struct Unparker(thread::Thread);
-
-    impl Wake for Unparker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-
-    let mut future = pin!(future.into_future());
-    let waker = Waker::from(Arc::new(Unparker(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => thread::park(),
-        }
-    }
-}
 
 fn finished<T>(value: T) -> Future<T> {
     let future = Future::new();

@@ -7,42 +7,22 @@
 //! `.await` races on its own future: it moves the value out (as `into_result` does), so it
 //! would take the value from the other handles.
 
-use std::future::IntoFuture;
-use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 
 use concurrent_futures::{
     Error, Future, ReturnWhen, State, ThreadPoolExecutor, as_completed, wait,
 };
 
+mod common;
+use common::block_on;
+
 /// Rounds per test; each round starts about a dozen threads. About a second in debug.
 const ROUNDS: u64 = 1000;
 const CALLBACK_ADDERS: usize = 2;
 const CALLBACKS_PER_ADDER: usize = 3;
 const RESULT_WAITERS: usize = 2;
-
-fn block_on<F: IntoFuture>(future: F) -> F::Output {
-    struct Unparker(thread::Thread);
-
-    impl Wake for Unparker {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-
-    let mut future = pin!(future.into_future());
-    let waker = Waker::from(Arc::new(Unparker(thread::current())));
-    let mut cx = Context::from_waker(&waker);
-    loop {
-        match future.as_mut().poll(&mut cx) {
-            Poll::Ready(output) => return output,
-            Poll::Pending => thread::park(),
-        }
-    }
-}
 
 /// What every callback saw, and how often callbacks ran.
 #[derive(Default)]

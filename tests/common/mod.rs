@@ -1,10 +1,14 @@
-//! Synchronisation helpers shared by the integration tests: an event and a gate that hold
-//! tasks until the test releases them, never a sleep.
+//! Helpers shared by the integration tests: an event and a gate that hold tasks until the
+//! test releases them (never a sleep), and the smallest executor for `.await`.
 
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+use std::future::IntoFuture;
+use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread;
 
 /// Python's `threading.Event`: set once, wait until set.
 #[derive(Default)]
@@ -48,5 +52,26 @@ impl Gate {
 impl Drop for Gate {
     fn drop(&mut self) {
         self.0.set();
+    }
+}
+
+/// The smallest executor for `.await`: poll, park until woken, poll again.
+pub(crate) fn block_on<F: IntoFuture>(future: F) -> F::Output {
+    struct Unparker(thread::Thread);
+
+    impl Wake for Unparker {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+
+    let mut future = pin!(future.into_future());
+    let waker = Waker::from(Arc::new(Unparker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => thread::park(),
+        }
     }
 }
