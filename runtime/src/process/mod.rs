@@ -3,5 +3,6 @@
 pub(crate) mod call;
 pub(crate) mod entry;
 pub(crate) mod identity;
+pub(crate) mod inbox;
 pub(crate) mod wire;
 mod worker;

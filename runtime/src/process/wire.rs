@@ -50,7 +50,7 @@ pub(crate) fn ran_for(body: &[u8]) -> Option<std::time::Duration> {
 /// reports it and exits. Jobs count from 1.
 pub(crate) const INITIALIZER_ID: u64 = 0;
 
-const HEADER: usize = 1 + 8;
+pub(crate) const HEADER: usize = 1 + 8;
 
 /// Frames larger than this are refused on both sides: a corrupt or hostile length prefix must
 /// not make the reader allocate gigabytes. Large enough for 64 MiB values with room to spare.
@@ -137,21 +137,11 @@ pub(crate) fn read(reader: &mut impl Read) -> io::Result<Option<Frame>> {
     if !read_exact_or_eof(reader, &mut prefix)? {
         return Ok(None);
     }
-    let len = u32::from_le_bytes(prefix) as usize;
-    if !(HEADER..=MAX_FRAME).contains(&len) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame length {len} is outside {HEADER}..={MAX_FRAME}"),
-        ));
-    }
+    let body_len = body_len(prefix)?;
     let mut header = [0_u8; HEADER];
     reader.read_exact(&mut header).map_err(truncated)?;
-    let kind = header[0];
-    let id = u64::from_le_bytes(header[1..].try_into().expect("8 bytes"));
-    // Trusts the prefix up to 16 MiB (one allocation, no regrowth for large values); beyond
-    // that the buffer grows as bytes arrive, so a hostile prefix cannot reserve a gigabyte.
-    let body_len = len - HEADER;
-    let mut body = Vec::with_capacity(body_len.min(1 << 24));
+    let (kind, id) = parse_header(header);
+    let mut body = Vec::with_capacity(body_len.min(TRUSTED_LEN));
     reader
         .take(body_len as u64)
         .read_to_end(&mut body)
@@ -160,6 +150,32 @@ pub(crate) fn read(reader: &mut impl Read) -> io::Result<Option<Frame>> {
         return Err(truncated(io::ErrorKind::UnexpectedEof.into()));
     }
     Ok(Some(Frame { kind, id, body }))
+}
+
+/// A length prefix is trusted this far when allocating (one allocation, no regrowth, for large
+/// values); beyond it a body's buffer grows as bytes arrive, so that a hostile prefix cannot
+/// reserve a gigabyte.
+pub(crate) const TRUSTED_LEN: usize = 1 << 24;
+
+/// Bytes of the fixed part of a frame: length prefix, kind, id.
+pub(crate) const PREFIXED_HEADER: usize = 4 + HEADER;
+
+/// The body length a frame's length prefix announces, if within bounds.
+pub(crate) fn body_len(prefix: [u8; 4]) -> io::Result<usize> {
+    let len = u32::from_le_bytes(prefix) as usize;
+    if !(HEADER..=MAX_FRAME).contains(&len) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("frame length {len} is outside {HEADER}..={MAX_FRAME}"),
+        ));
+    }
+    Ok(len - HEADER)
+}
+
+/// Kind and id, from the bytes after the length prefix.
+pub(crate) fn parse_header(header: [u8; HEADER]) -> (u8, u64) {
+    let id = u64::from_le_bytes(header[1..].try_into().expect("8 bytes"));
+    (header[0], id)
 }
 
 /// Fills `buf`; false if the stream ended before its first byte.

@@ -27,7 +27,10 @@ impl WaitSet {
     pub(crate) fn push(&self, key: usize) {
         let mut ready = lock(&self.ready);
         ready.keys.push_back(key);
-        let wake = ready.sleeping;
+        // Only the first completion after the waiter fell asleep signals it: the ones that
+        // land before it runs again are taken in the same batch, and each signal is a system
+        // call.
+        let wake = std::mem::take(&mut ready.sleeping);
         drop(ready);
         if wake {
             self.changed.notify_one();

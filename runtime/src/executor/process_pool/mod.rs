@@ -1,5 +1,6 @@
 //! `ProcessPoolExecutor`: tasks run in worker processes that are this program started again.
 
+mod connection;
 mod scheduler;
 mod worker;
 
@@ -390,8 +391,8 @@ impl ProcessPoolExecutor {
             },
             ..Effects::default()
         };
+        state.wake_all();
         drop(state);
-        self.scheduler.work.notify_all();
         self.scheduler.deadlines.notify_all();
         self.scheduler.apply(effects);
         if wait {

@@ -7,6 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Config;
+use super::connection::Doorbell;
 use crate::error::Error;
 use crate::future::Future;
 use crate::process::call;
@@ -157,6 +158,21 @@ pub(super) struct Slot {
     pub(super) sent: usize,
     pub(super) exit_sent: bool,
     pub(super) doom: Option<Doom>,
+    /// Wakes its connection thread.
+    pub(super) doorbell: Arc<Doorbell>,
+    /// Its connection thread sleeps and nobody has rung since: it had no credit or nothing to
+    /// send when it went to sleep, and is rung whenever either may have changed (its own
+    /// results it handles itself, awake).
+    pub(super) io_sleeping: bool,
+}
+
+impl Slot {
+    /// Wakes this worker's connection thread if it sleeps; a ring costs a system call.
+    pub(super) fn wake(&mut self) {
+        if std::mem::take(&mut self.io_sleeping) {
+            self.doorbell.ring();
+        }
+    }
 }
 
 pub(super) struct State {
@@ -173,21 +189,52 @@ pub(super) struct State {
     pub(super) handshake_failures: usize,
     pub(super) threads: Vec<JoinHandle<()>>,
     pub(super) supervisor_running: bool,
-    /// Writer threads blocked on `work`.
-    pub(super) waiting_writers: usize,
+}
+
+impl State {
+    /// Wakes every sleeping connection thread: the pool changed in a way that may give any of
+    /// them credit or something to send (a worker started or left, shutdown).
+    pub(super) fn wake_all(&mut self) {
+        for slot in self.workers.values_mut() {
+            slot.wake();
+        }
+    }
 }
 
 /// What the executor handle and the worker threads share.
 pub(super) struct Scheduler {
     pub(super) config: Config,
     pub(super) state: Mutex<State>,
-    /// Writers wait here for jobs, credit, or the end.
-    pub(super) work: Condvar,
     /// The timeout supervisor waits here for the next deadline.
     pub(super) deadlines: Condvar,
     /// Held while joining the pool's threads, so that every `shutdown(wait = true)` caller
     /// returns only once they are gone.
     pub(super) joining: Mutex<()>,
+}
+
+/// What the credit rule needs to know about the whole pool.
+struct Load {
+    /// Workers in the table, whether or not they take work.
+    workers: usize,
+    starting: usize,
+    /// The shortest in-flight queue among workers that take work.
+    least_in_flight: usize,
+}
+
+impl Load {
+    fn of(state: &State) -> Self {
+        Self {
+            workers: state.workers.len(),
+            starting: state.starting,
+            least_in_flight: state
+                .workers
+                .values()
+                .filter(|w| w.doom.is_none() && !w.exit_sent)
+                .map(|w| w.in_flight.len())
+                .min()
+                .unwrap_or(usize::MAX),
+        }
+    }
 }
 
 /// What to do once the lock is released.
@@ -214,9 +261,7 @@ impl Scheduler {
                 handshake_failures: 0,
                 threads: Vec::new(),
                 supervisor_running: false,
-                waiting_writers: 0,
             }),
-            work: Condvar::new(),
             deadlines: Condvar::new(),
             joining: Mutex::new(()),
         }
@@ -224,14 +269,6 @@ impl Scheduler {
 
     pub(super) fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
-    }
-
-    /// Wakes the writers if any is asleep: a condvar signal is a system call, and on the hot
-    /// path (a submit, a result) the writers are usually busy.
-    pub(super) fn wake_writers(&self, state: &State) {
-        if state.waiting_writers > 0 {
-            self.work.notify_all();
-        }
     }
 
     /// Queues a job, or fails it if the pool takes no more work.
@@ -248,14 +285,29 @@ impl Scheduler {
             drop(state);
             return job.future.fail(error);
         }
+        let was_empty = state.pending.is_empty();
         state.pending.push_back(job);
         let effects = Effects {
             spawn: self.workers_to_start(&mut state),
             ..Effects::default()
         };
-        self.wake_writers(&state);
+        if was_empty {
+            // A connection asleep with credit slept for want of jobs. With jobs already queued,
+            // every sleeping one lacks credit (it took jobs until it ran out), and one more job
+            // changes nothing: a burst of submits rings nobody.
+            self.wake_those_with_credit(&mut state);
+        }
         drop(state);
         self.apply(effects);
+    }
+
+    fn wake_those_with_credit(&self, state: &mut State) {
+        let load = Load::of(state);
+        for slot in state.workers.values_mut() {
+            if slot.io_sleeping && self.credit_under(&load, slot) {
+                slot.wake();
+            }
+        }
     }
 
     /// Python's rule, with pipelining in mind: start a worker while there are more queued jobs
@@ -281,6 +333,10 @@ impl Scheduler {
     /// a busy one takes more (pipelining) only while no idle or starting worker could, so that
     /// long tasks spread out and tiny ones are not bound by one round trip each.
     pub(super) fn credit(&self, state: &State, slot: &Slot) -> bool {
+        self.credit_under(&Load::of(state), slot)
+    }
+
+    fn credit_under(&self, load: &Load, slot: &Slot) -> bool {
         if slot.doom.is_some() || slot.exit_sent {
             return false;
         }
@@ -297,14 +353,9 @@ impl Scheduler {
         if slot.in_flight.len() >= self.config.pipeline_depth || slot.last_task_time > SLOW_TASK {
             return false;
         }
-        let full = state.workers.len() + state.starting >= self.config.max_workers;
+        let full = load.workers + load.starting >= self.config.max_workers;
         // The least loaded worker takes the next job, so that queues stay even.
-        let least_loaded = state.starting == 0
-            && state
-                .workers
-                .values()
-                .filter(|w| w.doom.is_none() && !w.exit_sent)
-                .all(|w| w.in_flight.len() >= slot.in_flight.len());
+        let least_loaded = load.starting == 0 && slot.in_flight.len() <= load.least_in_flight;
         full && least_loaded
     }
 
@@ -326,15 +377,14 @@ impl Scheduler {
             .collect()
     }
 
-    /// A worker is gone: fail the task it was running, put back the ones it had not started,
-    /// and decide whether to replace it.
     /// Takes a worker whose stream ended out of the table, before it is reaped: from then on
     /// nothing signals its pid, which the system may reuse once it is reaped.
     pub(super) fn detach(&self, worker: u64) -> Option<Slot> {
         self.lock().workers.remove(&worker)
     }
 
-    /// A detached worker has been reaped with `status`.
+    /// A detached worker has been reaped with `status`: fail the task it was running, put back
+    /// the ones it had not started, and decide whether to replace it.
     pub(super) fn worker_exited(
         self: &Arc<Self>,
         mut slot: Slot,
@@ -411,8 +461,8 @@ impl Scheduler {
         } else if !state.pending.is_empty() && !state.forced {
             effects.spawn = self.workers_to_start(&mut state);
         }
+        state.wake_all();
         drop(state);
-        self.work.notify_all();
         self.deadlines.notify_all();
         self.apply(effects);
     }

@@ -1,0 +1,406 @@
+//! The parent's end of one worker: a thread that writes the jobs the scheduler grants to the
+//! worker's socket and reads back what the worker reports, on a non-blocking socket, so that a
+//! result and the next job are handled in one wake-up with no hand-off between threads.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::Child;
+use std::time::Instant;
+
+use super::scheduler::{Job, Scheduler, State, signal};
+use crate::error::Error;
+use crate::process::identity::build_identity;
+use crate::process::inbox::{Inbox, Received};
+use crate::process::wire::{self, INITIALIZER_ID};
+use crate::sync::Arc;
+
+/// Wakes a connection thread asleep in `poll`: an eventfd, so that a ring that lands before
+/// the thread sleeps is not lost.
+#[derive(Debug)]
+pub(super) struct Doorbell(OwnedFd);
+
+impl Doorbell {
+    pub(super) fn new() -> io::Result<Self> {
+        // SAFETY: eventfd takes no pointers; a descriptor it returns is ours alone.
+        #[allow(unsafe_code)]
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        #[allow(unsafe_code)]
+        Ok(Self(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub(super) fn ring(&self) {
+        let one = 1_u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live array to a descriptor we own. A full counter
+        // (EAGAIN) means it is rung already.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::write(self.0.as_raw_fd(), one.as_ptr().cast(), one.len());
+        }
+    }
+
+    fn silence(&self) {
+        let mut count = [0_u8; 8];
+        // SAFETY: reads at most 8 bytes into a live array from a descriptor we own.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::read(self.0.as_raw_fd(), count.as_mut_ptr().cast(), count.len());
+        }
+    }
+}
+
+/// Frames to write, in order: small ones copied together (one write for many), large payloads
+/// written from their shared buffer after their header, never copied.
+#[derive(Default)]
+struct Outgoing {
+    chunks: VecDeque<Chunk>,
+    /// Bytes of the front chunk already written.
+    written: usize,
+    /// An emptied small buffer, kept for its allocation.
+    spare: Vec<u8>,
+}
+
+enum Chunk {
+    Small(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Small(bytes) => bytes,
+            Chunk::Shared(bytes) => bytes,
+        }
+    }
+}
+
+/// A payload above this is written from where it is rather than copied into the batch.
+const COPY_LIMIT: usize = 64 * 1024;
+
+impl Outgoing {
+    /// The small-frame buffer at the back, to append to.
+    fn small(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.chunks.back(), Some(Chunk::Small(_))) {
+            self.chunks
+                .push_back(Chunk::Small(std::mem::take(&mut self.spare)));
+        }
+        match self.chunks.back_mut() {
+            Some(Chunk::Small(bytes)) => bytes,
+            _ => unreachable!("pushed above"),
+        }
+    }
+
+    fn push(&mut self, kind: u8, id: u64, payload: &Arc<Vec<u8>>) {
+        if payload.len() <= COPY_LIMIT {
+            wire::encode(self.small(), kind, id, payload).expect("size checked at submit");
+        } else {
+            let header = wire::header(kind, id, payload.len()).expect("size checked at submit");
+            self.small().extend_from_slice(&header);
+            self.chunks.push_back(Chunk::Shared(Arc::clone(payload)));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Writes as much as the socket takes now; `Ok(true)` once everything is out.
+    fn write_some(&mut self, socket: &mut UnixStream) -> io::Result<bool> {
+        while !self.chunks.is_empty() {
+            let mut slices = [IoSlice::new(&[]); 8];
+            let mut count = 0;
+            for (i, chunk) in self.chunks.iter().take(slices.len()).enumerate() {
+                let skip = if i == 0 { self.written } else { 0 };
+                slices[i] = IoSlice::new(&chunk.bytes()[skip..]);
+                count = i + 1;
+            }
+            let mut n = match socket.write_vectored(&slices[..count]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            while let Some(front) = self.chunks.front() {
+                let left = front.bytes().len() - self.written;
+                if n < left {
+                    self.written += n;
+                    break;
+                }
+                n -= left;
+                self.written = 0;
+                if let Some(Chunk::Small(mut bytes)) = self.chunks.pop_front() {
+                    bytes.clear();
+                    self.spare = bytes;
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// Serves one worker until its stream ends, then reaps it and lets the scheduler settle its
+/// jobs.
+pub(super) fn serve(
+    scheduler: &Arc<Scheduler>,
+    worker: u64,
+    doorbell: &Doorbell,
+    mut socket: UnixStream,
+    mut child: Child,
+) {
+    let refused = exchange(scheduler, worker, doorbell, &mut socket, child.id());
+    let slot = scheduler.detach(worker);
+    if refused.is_some() {
+        // It exits by itself after refusing; make sure before waiting on it.
+        let _ = child.kill();
+    }
+    let status = child.wait().ok();
+    if let Some(slot) = slot {
+        scheduler.worker_exited(slot, status, refused);
+    }
+}
+
+/// Moves frames both ways until the worker's stream ends: jobs out as the scheduler grants
+/// credit, reports in. Returns the reason if the worker refused the pool.
+fn exchange(
+    scheduler: &Arc<Scheduler>,
+    worker: u64,
+    doorbell: &Doorbell,
+    socket: &mut UnixStream,
+    pid: u32,
+) -> Option<String> {
+    let give_up = |error: &dyn std::fmt::Display| {
+        tracing::error!(target: "concurrent_futures", pid, %error, "unusable stream from worker; killing it");
+        signal(pid, libc::SIGKILL);
+        None
+    };
+    if let Err(error) = socket.set_nonblocking(true) {
+        return give_up(&error);
+    }
+    let mut out = Outgoing::default();
+    wire::encode(out.small(), wire::HELLO, build_identity(), &[]).expect("empty frame fits");
+    if let Some(initializer) = &scheduler.config.initializer {
+        wire::encode(out.small(), wire::RUN, INITIALIZER_ID, initializer)
+            .expect("checked at build");
+    }
+    let mut inbox = Inbox::default();
+    let mut finished = Vec::new();
+    // False once the worker stopped taking frames (it is dying): its reports are still read
+    // to the end of its stream.
+    let mut writable = true;
+    loop {
+        let mut flushed = true;
+        if writable && !out.is_empty() {
+            match out.write_some(socket) {
+                Ok(done) => flushed = done,
+                Err(_) => {
+                    writable = false;
+                    out = Outgoing::default();
+                }
+            }
+        }
+        let received = match inbox.receive(socket) {
+            Ok(Received::End) => {
+                if inbox.is_mid_frame() {
+                    tracing::error!(target: "concurrent_futures", pid, "stream from worker ended inside a frame");
+                }
+                return None;
+            }
+            Ok(received) => received,
+            Err(error) => return give_up(&error),
+        };
+
+        let mut state = scheduler.lock();
+        if let Some(slot) = state.workers.get_mut(&worker) {
+            slot.io_sleeping = false;
+        }
+        let stop = loop {
+            match inbox.next_frame() {
+                Ok(Some(frame)) => match handle(scheduler, &mut state, worker, frame) {
+                    Ok(None) => {}
+                    Ok(Some(done)) => finished.push(done),
+                    Err(stop) => break Some(stop),
+                },
+                Ok(None) => break None,
+                Err(error) => break Some(Stop::Protocol(error.to_string())),
+            }
+        };
+        let mut more_to_write = false;
+        if stop.is_none() && flushed && writable {
+            more_to_write = next_frames(scheduler, &mut state, worker, &mut out);
+        }
+        let read_all = matches!(
+            received,
+            Received::WouldBlock | Received::Bytes { drained: true }
+        );
+        let sleep = stop.is_none() && read_all && !more_to_write;
+        if sleep && flushed {
+            if let Some(slot) = state.workers.get_mut(&worker) {
+                slot.io_sleeping = true;
+            }
+        }
+        drop(state);
+        // Outside the lock: completing a future runs user callbacks.
+        for (job, frame) in finished.drain(..) {
+            finish(job, frame);
+        }
+        match stop {
+            Some(Stop::Refused(reason)) => return Some(reason),
+            Some(Stop::Protocol(error)) => return give_up(&error),
+            None if sleep => wait_for(socket, doorbell, !flushed && writable),
+            None => {}
+        }
+    }
+}
+
+/// Sleeps until the socket has bytes to read (or room to write, if `to_write`) or the doorbell
+/// rings.
+fn wait_for(socket: &UnixStream, doorbell: &Doorbell, to_write: bool) {
+    let mut fds = [
+        libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN | if to_write { libc::POLLOUT } else { 0 },
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: doorbell.0.as_fd().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: poll reads and writes only the two pollfds we own, for their length. An error
+    // (EINTR) just ends the sleep early.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1);
+    }
+    if fds[1].revents & libc::POLLIN != 0 {
+        doorbell.silence();
+    }
+}
+
+/// Moves what `worker` may take now from the queue into its in-flight list and `out`, or the
+/// exit request once there will be no more; whether there is anything to write.
+fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut Outgoing) -> bool {
+    let mut any = false;
+    loop {
+        let Some(slot) = state.workers.get(&worker) else {
+            return any;
+        };
+        if state.pending.is_empty() || !scheduler.credit(state, slot) {
+            break;
+        }
+        let job = state.pending.pop_front().expect("not empty");
+        if job.future.send() {
+            out.push(job.kind, job.id, &job.payload);
+            any = true;
+            let slot = state.workers.get_mut(&worker).expect("present");
+            slot.sent += 1;
+            slot.in_flight.push_back(job);
+        }
+    }
+    if any {
+        return true;
+    }
+    let slot = state.workers.get_mut(&worker).expect("checked above");
+    let retiring = scheduler
+        .config
+        .max_tasks_per_child
+        .is_some_and(|max| slot.sent >= max);
+    if !slot.exit_sent && (retiring || (state.shut_down && state.pending.is_empty())) {
+        slot.exit_sent = true;
+        wire::encode(out.small(), wire::EXIT, 0, &[]).expect("empty frame fits");
+        return true;
+    }
+    false
+}
+
+enum Stop {
+    Refused(String),
+    Protocol(String),
+}
+
+/// Completes a job's future from its result frame, outside the scheduler's lock: completing
+/// runs user callbacks.
+fn finish(job: Job, frame: wire::Frame) {
+    let body = &frame.body[wire::RUN_TIME_PREFIX..];
+    if frame.kind == wire::SUCCEEDED {
+        job.future.succeed(body);
+    } else {
+        job.future.fail(decode_error(body));
+    }
+}
+
+fn decode_error(body: &[u8]) -> Error {
+    postcard::from_bytes::<Error>(body).unwrap_or_else(|e| Error::Serialization {
+        message: format!("cannot decode the error a worker sent: {e}"),
+    })
+}
+
+/// Acts on one frame from the worker; hands back a finished job to complete once the lock
+/// is released.
+fn handle(
+    scheduler: &Arc<Scheduler>,
+    state: &mut State,
+    worker: u64,
+    frame: wire::Frame,
+) -> Result<Option<(Job, wire::Frame)>, Stop> {
+    let Some(slot) = state.workers.get_mut(&worker) else {
+        return Err(Stop::Protocol("worker left the table".to_owned()));
+    };
+    match frame.kind {
+        wire::READY => {
+            slot.ready = true;
+            state.handshake_failures = 0;
+            Ok(None)
+        }
+        wire::REFUSED => Err(Stop::Refused(
+            String::from_utf8_lossy(&frame.body).into_owned(),
+        )),
+        wire::STARTED if frame.id == INITIALIZER_ID => Ok(None),
+        wire::SUCCEEDED if frame.id == INITIALIZER_ID => {
+            slot.initialized = true;
+            Ok(None)
+        }
+        // Python breaks the pool when an initializer raises; the worker is killed on return.
+        wire::FAILED if frame.id == INITIALIZER_ID => Err(Stop::Refused(format!(
+            "the worker initializer failed: {}",
+            decode_error(frame.body.get(wire::RUN_TIME_PREFIX..).unwrap_or_default())
+        ))),
+        wire::STARTED => {
+            let Some(job) = slot.in_flight.front().filter(|job| job.id == frame.id) else {
+                return Err(Stop::Protocol(format!("started unknown task {}", frame.id)));
+            };
+            slot.front_started = true;
+            if let Some(timeout) = job.timeout {
+                slot.deadline = Some((Instant::now() + timeout, timeout));
+                scheduler.ensure_supervisor(state);
+                scheduler.deadlines.notify_all();
+            }
+            Ok(None)
+        }
+        wire::SUCCEEDED | wire::FAILED => {
+            if slot.in_flight.front().is_none_or(|job| job.id != frame.id) {
+                return Err(Stop::Protocol(format!(
+                    "result for unknown task {}",
+                    frame.id
+                )));
+            }
+            let Some(ran) = wire::ran_for(&frame.body) else {
+                return Err(Stop::Protocol(
+                    "result frame without its run time".to_owned(),
+                ));
+            };
+            let job = slot.in_flight.pop_front().expect("checked");
+            slot.front_started = false;
+            slot.deadline = None;
+            slot.last_task_time = ran;
+            Ok(Some((job, frame)))
+        }
+        kind => Err(Stop::Protocol(format!("unknown frame kind {kind}"))),
+    }
+}
