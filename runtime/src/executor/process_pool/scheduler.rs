@@ -2,6 +2,7 @@
 //! flight, and the rules for starting, replacing and giving up on workers.
 
 use std::collections::{HashMap, VecDeque};
+use std::os::unix::net::UnixStream;
 use std::process::ExitStatus;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -164,6 +165,11 @@ pub(super) struct Slot {
     /// send when it went to sleep, and is rung whenever either may have changed (its own
     /// results it handles itself, awake).
     pub(super) io_sleeping: bool,
+    /// The worker's socket, for a submitter to write a job to directly while the connection
+    /// thread sleeps (see `connection::hand_over`).
+    pub(super) socket: UnixStream,
+    /// The unwritten end of such a job's frame, for the connection thread to write first.
+    pub(super) leftover: Vec<u8>,
 }
 
 impl Slot {
@@ -286,6 +292,14 @@ impl Scheduler {
             return job.future.fail(error);
         }
         let was_empty = state.pending.is_empty();
+        let job = if was_empty {
+            match super::connection::hand_over(self, &mut state, job) {
+                Ok(()) => return,
+                Err(job) => job,
+            }
+        } else {
+            job
+        };
         state.pending.push_back(job);
         let effects = Effects {
             spawn: self.workers_to_start(&mut state),

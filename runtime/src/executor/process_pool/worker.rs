@@ -19,8 +19,13 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
         .map(Arc::new)
         .map_err(|e| format!("cannot create a worker's doorbell: {e}"));
     let started = doorbell.and_then(|doorbell| {
-        let (child, socket) = start_process(&scheduler.config)?;
+        let (mut child, socket) = start_process(&scheduler.config)?;
         let pid = child.id();
+        let direct = socket.try_clone().map_err(|e| {
+            let _ = child.kill();
+            let _ = child.wait();
+            format!("cannot share the socket of worker {pid}: {e}")
+        })?;
         let mut state = scheduler.lock();
         let worker = state.next_worker;
         state.next_worker += 1;
@@ -45,6 +50,8 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
                 doom: None,
                 doorbell,
                 io_sleeping: false,
+                socket: direct,
+                leftover: Vec::new(),
             },
         );
         // One more worker changes who may pipeline.
