@@ -20,6 +20,8 @@ mod unwind;
 mod waiting;
 
 pub use error::{DuplicateTaskName, Error};
+#[doc(hidden)]
+pub use executor::__Submitted;
 pub use executor::process_pool::{ProcessPoolBuilder, ProcessPoolExecutor};
 pub use executor::thread_pool::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};
 pub use executor::{Executor, Map, MapOptions};

@@ -42,6 +42,11 @@ impl MapOptions {
 
     /// Calls per frame for the process pool; the thread pool ignores it, as Python's does.
     ///
+    /// As in Python, a chunk is one unit of work: its calls run one after another in one
+    /// worker and come back together. A call that panics fails only its own position; a
+    /// worker that dies under a chunk fails each of the chunk's calls with
+    /// [`Error::WorkerDied`], and a `timeout` counts every call of an unfinished chunk.
+    ///
     /// # Panics
     ///
     /// If `chunksize` is zero.
@@ -83,7 +88,11 @@ where
     inputs: Fuse<I>,
     make_task: F,
     /// Submitted, not yet yielded, oldest first.
-    in_flight: VecDeque<Future<T::Output>>,
+    in_flight: VecDeque<__Submitted<T::Output>>,
+    /// Outcomes of the oldest chunk, taken from its future, not yet yielded.
+    ready: VecDeque<Result<T::Output, Error>>,
+    /// Calls in `in_flight` and `ready`.
+    unyielded: usize,
     /// `Some`: lazy mode, refill one chunk per `next()`.
     buffersize: Option<usize>,
     /// Calls per submission: 1, or the `chunksize` option.
@@ -107,6 +116,8 @@ where
             inputs: inputs.fuse(),
             make_task,
             in_flight: VecDeque::new(),
+            ready: VecDeque::new(),
+            unyielded: 0,
             buffersize: options.buffersize,
             chunk: options.chunksize.unwrap_or(1),
             deadline: options.timeout.and_then(|t| Instant::now().checked_add(t)),
@@ -116,7 +127,7 @@ where
         let initial = options
             .buffersize
             .map_or(usize::MAX, |b| b.saturating_mul(map.chunk));
-        while map.in_flight.len() < initial && map.submit_next() {}
+        while map.unyielded < initial && map.submit_next() {}
         map
     }
 
@@ -133,7 +144,7 @@ where
                 return false;
             };
             let future = self.executor.submit((self.make_task)(input));
-            self.track(future);
+            self.track(__Submitted::One(future));
             return true;
         }
         let tasks: Vec<T> = self
@@ -146,24 +157,52 @@ where
             self.stopped = true;
             return false;
         }
-        for future in self.executor.__submit_chunk(tasks) {
-            self.track(future);
+        let mut submitted = Vec::new();
+        self.executor.__submit_chunk(tasks, &mut submitted);
+        for submitted in submitted {
+            self.track(submitted);
         }
         true
     }
 
-    fn track(&mut self, future: Future<T::Output>) {
+    fn track(&mut self, submitted: __Submitted<T::Output>) {
         // A shut-down executor fails every submit at once: stop pulling an endless input.
-        if future.done() && matches!(future.error(), Some(Error::ShutDown)) {
+        if submitted.shut_down() {
             self.stopped = true;
         }
-        self.in_flight.push_back(future);
-        self.submitted += 1;
+        let calls = submitted.calls();
+        self.in_flight.push_back(submitted);
+        self.submitted += calls;
+        self.unyielded += calls;
     }
 
     fn cancel_in_flight(&mut self) {
-        for future in self.in_flight.drain(..) {
-            future.cancel();
+        for submitted in self.in_flight.drain(..) {
+            submitted.cancel();
+        }
+    }
+
+    /// The next outcome in input order, waiting until `deadline`; the submission that was not
+    /// done in time otherwise.
+    fn next_outcome(&mut self) -> Option<Next<T::Output>> {
+        if let Some(outcome) = self.ready.pop_front() {
+            return Some(Next::Ready(outcome));
+        }
+        match self.in_flight.pop_front()? {
+            __Submitted::One(future) => Some(match future.into_result_by(self.deadline) {
+                Ok(outcome) => Next::Ready(outcome),
+                Err(future) => Next::Late(__Submitted::One(future)),
+            }),
+            __Submitted::Chunk { future, calls } => {
+                match future.into_result_by(self.deadline) {
+                    Ok(Ok(outcomes)) => self.ready.extend(outcomes),
+                    // The chunk failed as a whole (its worker died, the pool broke): so did
+                    // each of its calls.
+                    Ok(Err(error)) => self.ready.extend((0..calls).map(|_| Err(error.clone()))),
+                    Err(future) => return Some(Next::Late(__Submitted::Chunk { future, calls })),
+                }
+                self.ready.pop_front().map(Next::Ready)
+            }
         }
     }
 }
@@ -179,23 +218,87 @@ where
 
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(buffersize) = self.buffersize {
-            if self.in_flight.len() <= buffersize.saturating_mul(self.chunk) {
+            if self.unyielded <= buffersize.saturating_mul(self.chunk) {
                 self.submit_next();
             }
         }
-        let future = match self.in_flight.pop_front()?.into_result_by(self.deadline) {
-            Ok(outcome) => return Some(outcome),
-            Err(future) => future,
+        let late = match self.next_outcome()? {
+            Next::Ready(outcome) => {
+                self.unyielded -= 1;
+                return Some(outcome);
+            }
+            Next::Late(late) => late,
         };
         // Python's gh-95166: the awaited call is cancelled too, not only the later ones.
-        future.cancel();
-        let unfinished = 1 + self.in_flight.iter().filter(|f| !f.done()).count();
+        late.cancel();
+        let unfinished = late.calls()
+            + self
+                .in_flight
+                .iter()
+                .filter(|s| !s.done())
+                .map(__Submitted::calls)
+                .sum::<usize>();
         self.cancel_in_flight();
         self.stopped = true;
         Some(Err(Error::Timeout {
             unfinished,
             total: self.submitted,
         }))
+    }
+}
+
+/// The next outcome in input order, or the submission that was not done in time for it.
+enum Next<O> {
+    Ready(Result<O, Error>),
+    Late(__Submitted<O>),
+}
+
+/// What `map` submitted for some of its inputs: a future per call, or one future for a chunk
+/// of calls sent to a worker together (the process pool's `chunksize`), which resolves to
+/// their outcomes in order. Public only for [`Executor::__submit_chunk`].
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum __Submitted<O> {
+    /// One call.
+    One(Future<O>),
+    /// `calls` calls; the future fails as a whole only if the chunk could not run at all.
+    Chunk {
+        /// The outcomes, in call order.
+        future: Future<Vec<Result<O, Error>>>,
+        /// How many calls.
+        calls: usize,
+    },
+}
+
+impl<O> __Submitted<O> {
+    fn calls(&self) -> usize {
+        match self {
+            __Submitted::One(_) => 1,
+            __Submitted::Chunk { calls, .. } => *calls,
+        }
+    }
+
+    fn done(&self) -> bool {
+        match self {
+            __Submitted::One(future) => future.done(),
+            __Submitted::Chunk { future, .. } => future.done(),
+        }
+    }
+
+    fn cancel(&self) {
+        match self {
+            __Submitted::One(future) => future.cancel(),
+            __Submitted::Chunk { future, .. } => future.cancel(),
+        };
+    }
+
+    /// Refused at once by a shut-down executor.
+    fn shut_down(&self) -> bool {
+        let refused = |error: Option<Error>| matches!(error, Some(Error::ShutDown));
+        match self {
+            __Submitted::One(future) => future.done() && refused(future.error()),
+            __Submitted::Chunk { future, .. } => future.done() && refused(future.error()),
+        }
     }
 }
 

@@ -4,7 +4,7 @@ mod map;
 pub(crate) mod process_pool;
 pub(crate) mod thread_pool;
 
-pub use map::{Map, MapOptions};
+pub use map::{__Submitted, Map, MapOptions};
 
 use crate::future::Future;
 use crate::task::Task;
@@ -68,14 +68,19 @@ pub trait Executor {
         Map::new(self, f, inputs.into_iter(), options)
     }
 
-    /// Submits a `map` chunk. The process pool sends it as one frame; the default submits
-    /// each task on its own, as the thread pool does (Python's ignores `chunksize` too).
+    /// Submits a `map` chunk. The process pool sends it as one frame with one future; the
+    /// default submits each task on its own, as the thread pool does (Python's ignores
+    /// `chunksize` too).
     #[doc(hidden)]
-    fn __submit_chunk<T: Task>(&self, tasks: Vec<T>) -> Vec<Future<T::Output>>
+    fn __submit_chunk<T: Task>(&self, tasks: Vec<T>, into: &mut Vec<__Submitted<T::Output>>)
     where
         Self: Sized,
     {
-        tasks.into_iter().map(|task| self.submit(task)).collect()
+        into.extend(
+            tasks
+                .into_iter()
+                .map(|task| __Submitted::One(self.submit(task))),
+        );
     }
 
     /// Stops accepting work. With `wait`, blocks until the submitted work is done and the

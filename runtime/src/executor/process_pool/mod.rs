@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use scheduler::{Batch, Completion, Effects, Job, Scheduler, TaskFuture};
+use scheduler::{Chunk, Completion, Effects, Job, Scheduler, TaskFuture};
 
-use super::{Executor, Map, MapOptions};
+use super::{__Submitted, Executor, Map, MapOptions};
 use crate::error::Error;
 use crate::future::Future;
 use crate::process::call;
@@ -312,44 +312,46 @@ impl ProcessPoolExecutor {
     /// One frame for many calls: what `map` with a `chunksize` uses. The chunk's timeout is
     /// the sum of its tasks' timeouts (none if any has none); a worker that dies while running
     /// a chunk fails every call of it (the answer comes back as one frame).
-    fn submit_chunk<T: Task>(&self, tasks: Vec<T>) -> Vec<Future<T::Output>> {
-        let mut futures = Vec::with_capacity(tasks.len());
-        let mut completions = Vec::with_capacity(tasks.len());
+    fn submit_chunk<T: Task>(&self, tasks: Vec<T>, into: &mut Vec<__Submitted<T::Output>>) {
+        let calls = tasks.len();
+        let future = Future::new();
+        into.push(__Submitted::Chunk {
+            future: future.clone(),
+            calls,
+        });
         let mut body = Vec::new();
         if let Err(error) = call::begin_chunk::<T>(&mut body) {
-            return tasks
-                .iter()
-                .map(|_| Future::failed(error.clone()))
-                .collect();
+            let _ = future.set_exception(error);
+            return;
         }
         let mut timeout = Some(Duration::ZERO);
-        for task in &tasks {
-            let future = match call::encode_in_chunk(task, &mut body) {
+        // Calls that cannot be encoded fail alone; the rest of the chunk goes.
+        let mut unsent = Vec::new();
+        for (at, task) in tasks.iter().enumerate() {
+            match call::encode_in_chunk(task, &mut body) {
                 Ok(()) => {
                     let own = task.timeout().or(self.scheduler.config.task_timeout);
                     timeout = timeout.zip(own).map(|(sum, own)| sum.saturating_add(own));
-                    let future = Future::new();
-                    completions.push(TaskFuture::<T>(future.clone()));
-                    future
                 }
-                // Only this call fails; the rest of the chunk goes.
-                Err(error) => Future::failed(error),
-            };
-            futures.push(future);
+                Err(error) => unsent.push((at, error)),
+            }
         }
-        if completions.is_empty() {
-            return futures;
+        let chunk = Chunk::<T> {
+            future,
+            calls,
+            unsent,
+        };
+        if chunk.unsent.len() == calls {
+            return chunk.succeed(&[]);
         }
         let what = format_args!(
             "a chunk of {} calls (use a smaller chunksize)",
-            completions.len()
+            calls - chunk.unsent.len()
         );
         if let Err(error) = check_size(body.len(), what) {
-            Batch(completions).fail(error);
-            return futures;
+            return chunk.fail(error);
         }
-        self.enqueue(wire::RUN_BATCH, body, timeout, Box::new(Batch(completions)));
-        futures
+        self.enqueue(wire::RUN_BATCH, body, timeout, Box::new(chunk));
     }
 
     /// See [`Executor::map`].
@@ -452,8 +454,8 @@ impl Executor for ProcessPoolExecutor {
         ProcessPoolExecutor::submit(self, task)
     }
 
-    fn __submit_chunk<T: Task>(&self, tasks: Vec<T>) -> Vec<Future<T::Output>> {
-        self.submit_chunk(tasks)
+    fn __submit_chunk<T: Task>(&self, tasks: Vec<T>, into: &mut Vec<__Submitted<T::Output>>) {
+        self.submit_chunk(tasks, into);
     }
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {

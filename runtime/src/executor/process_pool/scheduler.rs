@@ -63,15 +63,9 @@ impl<T: Task> Completion for TaskFuture<T> {
     }
 
     fn succeed(&self, output: &[u8]) {
-        let _ = match T::__decode_output(output) {
+        let _ = match decode_output::<T>(output) {
             Ok(value) => self.0.set_result(value),
-            Err(error) => self.0.set_exception(Error::Serialization {
-                message: format!(
-                    "cannot decode the result of task `{}` as `{}`: {error}",
-                    T::NAME,
-                    std::any::type_name::<T::Output>()
-                ),
-            }),
+            Err(error) => self.0.set_exception(error),
         };
     }
 
@@ -84,46 +78,76 @@ impl<T: Task> Completion for TaskFuture<T> {
     }
 }
 
-/// The futures of a `map` chunk: one frame out, one frame back, each future completed from
-/// its own item of the answer. Typed, so that a chunk of a thousand calls is one allocation
-/// here, not a thousand.
-pub(super) struct Batch<T: Task>(pub(super) Vec<TaskFuture<T>>);
+/// A call's output, decoded as its task's output type.
+fn decode_output<T: Task>(bytes: &[u8]) -> Result<T::Output, Error> {
+    T::__decode_output(bytes).map_err(|error| Error::Serialization {
+        message: format!(
+            "cannot decode the result of task `{}` as `{}`: {error}",
+            T::NAME,
+            std::any::type_name::<T::Output>()
+        ),
+    })
+}
 
-impl<T: Task> Completion for Batch<T> {
+/// The future of a `map` chunk: one frame out, one frame back, one future holding each
+/// call's outcome in order. Calls that could not be encoded were not sent; their errors are
+/// put back in their places.
+pub(super) struct Chunk<T: Task> {
+    pub(super) future: Future<Vec<Result<T::Output, Error>>>,
+    pub(super) calls: usize,
+    /// Position and error of each call that was not sent, in order.
+    pub(super) unsent: Vec<(usize, Error)>,
+}
+
+impl<T: Task> Chunk<T> {
+    /// Completes the future from the outcomes of the calls that were sent.
+    fn complete(&self, mut sent: impl Iterator<Item = Result<T::Output, Error>>) {
+        let mut unsent = self.unsent.iter().peekable();
+        let outcomes = (0..self.calls)
+            .map(|at| match unsent.next_if(|(failed, _)| *failed == at) {
+                Some((_, error)) => Err(error.clone()),
+                None => sent.next().unwrap_or_else(|| {
+                    Err(Error::Serialization {
+                        message: "malformed answer to a chunk of calls".to_owned(),
+                    })
+                }),
+            })
+            .collect();
+        let _ = self.future.set_result(outcomes);
+    }
+}
+
+impl<T: Task> Completion for Chunk<T> {
     fn send(&self) -> bool {
-        // No short-circuit: every future must leave PENDING; the chunk goes if any is wanted.
-        let mut any = false;
-        for future in &self.0 {
-            any |= future.send();
-        }
-        any
+        self.future.state() == crate::future::State::Running
+            || self.future.set_running_or_notify_cancel().unwrap_or(false)
     }
 
     fn succeed(&self, output: &[u8]) {
-        let outcomes = call::chunk_answer(output).filter(|o| o.len() == self.0.len());
-        let Some(outcomes) = outcomes else {
+        let sent = self.calls - self.unsent.len();
+        let Some(outcomes) = call::chunk_answer(output).filter(|o| o.len() == sent) else {
             return self.fail(Error::Serialization {
                 message: "malformed answer to a chunk of calls".to_owned(),
             });
         };
-        for (future, outcome) in self.0.iter().zip(outcomes) {
-            match outcome {
-                Ok(output) => future.succeed(output),
-                Err(error) => future.fail(error),
-            }
-        }
+        self.complete(
+            outcomes
+                .into_iter()
+                .map(|outcome| outcome.and_then(decode_output::<T>)),
+        );
     }
 
     fn fail(&self, error: Error) {
-        for future in &self.0 {
-            future.fail(error.clone());
+        if self.unsent.is_empty() {
+            let _ = self.future.set_exception(error);
+        } else {
+            // The calls that were not sent keep their own errors.
+            self.complete(std::iter::repeat_with(|| Err(error.clone())));
         }
     }
 
     fn cancel(&self) {
-        for future in &self.0 {
-            future.cancel();
-        }
+        self.future.cancel_unsent();
     }
 }
 
