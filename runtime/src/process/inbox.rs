@@ -40,61 +40,71 @@ pub(crate) struct Inbox {
 struct Large {
     kind: u8,
     id: u64,
-    /// Grown (and zeroed) in steps as bytes arrive, never beyond `len`.
+    /// What has arrived of the body; its capacity is reserved up to what the length prefix
+    /// is trusted for, and grows from there as bytes arrive.
     body: Vec<u8>,
-    filled: usize,
     len: usize,
 }
 
+/// Reads what is there of a large body, straight into its buffer (not zeroed first).
+fn receive_body(source: &mut impl Read, large: &mut Large) -> io::Result<Received> {
+    let missing = (large.len - large.body.len()) as u64;
+    if missing == 0 {
+        return Ok(Received::Bytes { drained: true }); // complete, waiting for `next_frame`
+    }
+    let before = large.body.len();
+    // `read_to_end` keeps what it read when it stops at WouldBlock.
+    let result = source.take(missing).read_to_end(&mut large.body);
+    let got = large.body.len() - before;
+    match result {
+        Ok(_) if got == 0 => Ok(Received::End),
+        Ok(_) => Ok(Received::Bytes { drained: false }),
+        Err(error) if got > 0 && error.kind() == io::ErrorKind::WouldBlock => {
+            Ok(Received::Bytes { drained: true })
+        }
+        Err(error) => would_block_or(error),
+    }
+}
+
+fn would_block_or(error: io::Error) -> io::Result<Received> {
+    match error.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(Received::WouldBlock),
+        _ => Err(error),
+    }
+}
+
 impl Inbox {
-    /// Reads once from `source`.
+    /// Reads once from `source` (a large body: as much of it as is there).
     pub(crate) fn receive(&mut self, source: &mut impl Read) -> io::Result<Received> {
-        let (target, filled) = match &mut self.large {
-            Some(large) => {
-                if large.filled == large.body.len() {
-                    let grown = (large.body.len() * 2).clamp(READ_CHUNK, large.len);
-                    large.body.resize(grown, 0);
-                }
-                (&mut large.body[large.filled..], &mut large.filled)
-            }
-            None => {
-                if self.start == self.end {
-                    self.start = 0;
-                    self.end = 0;
-                } else if self.buffer.len() - self.end < READ_CHUNK {
-                    self.buffer.copy_within(self.start..self.end, 0);
-                    self.end -= self.start;
-                    self.start = 0;
-                }
-                if self.buffer.len() - self.end < READ_CHUNK {
-                    self.buffer.resize(self.end + READ_CHUNK, 0);
-                }
-                (&mut self.buffer[self.end..], &mut self.end)
-            }
-        };
-        let room = target.len();
-        match source.read(target) {
+        if let Some(large) = &mut self.large {
+            return receive_body(source, large);
+        }
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.buffer.len() - self.end < READ_CHUNK {
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buffer.len() - self.end < READ_CHUNK {
+            self.buffer.resize(self.end + READ_CHUNK, 0);
+        }
+        let room = self.buffer.len() - self.end;
+        match source.read(&mut self.buffer[self.end..]) {
             Ok(0) => Ok(Received::End),
             Ok(n) => {
-                *filled += n;
+                self.end += n;
                 Ok(Received::Bytes { drained: n < room })
             }
-            Err(error)
-                if matches!(
-                    error.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(Received::WouldBlock)
-            }
-            Err(error) => Err(error),
+            Err(error) => would_block_or(error),
         }
     }
 
     /// The next complete frame, if one has arrived; an error for a length out of bounds.
     pub(crate) fn next_frame(&mut self) -> io::Result<Option<Frame>> {
         if let Some(large) = &self.large {
-            if large.filled < large.len {
+            if large.body.len() < large.len {
                 return Ok(None);
             }
             let Large { kind, id, body, .. } = self.large.take().expect("checked");
@@ -114,12 +124,11 @@ impl Inbox {
         }
         if len > OWN_BUFFER {
             // What arrived of it moves to its own buffer; the rest is read straight there.
-            let mut body = vec![0; len.min(wire::TRUSTED_LEN).max(arrived.len())];
-            body[..arrived.len()].copy_from_slice(arrived);
+            let mut body = Vec::with_capacity(len.min(wire::TRUSTED_LEN));
+            body.extend_from_slice(arrived);
             self.large = Some(Large {
                 kind,
                 id,
-                filled: arrived.len(),
                 body,
                 len,
             });

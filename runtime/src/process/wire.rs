@@ -133,6 +133,18 @@ pub(crate) fn send(writer: &mut impl Write, kind: u8, id: u64, body: &[u8]) -> i
 /// Reads one frame. `Ok(None)` at a clean end of stream (the other side closed between
 /// frames); a stream cut inside a frame, or a length out of bounds, is an error.
 pub(crate) fn read(reader: &mut impl Read) -> io::Result<Option<Frame>> {
+    let mut body = Vec::new();
+    Ok(read_into(reader, &mut body)?.map(|(kind, id)| Frame { kind, id, body }))
+}
+
+/// [`read`] into a buffer the caller keeps, so that a worker receiving large calls one after
+/// another reuses one allocation instead of faulting in fresh pages for each. Returns the
+/// frame's kind and id; its body replaces what `body` held.
+pub(crate) fn read_into(
+    reader: &mut impl Read,
+    body: &mut Vec<u8>,
+) -> io::Result<Option<(u8, u64)>> {
+    body.clear();
     let mut prefix = [0_u8; 4];
     if !read_exact_or_eof(reader, &mut prefix)? {
         return Ok(None);
@@ -140,16 +152,15 @@ pub(crate) fn read(reader: &mut impl Read) -> io::Result<Option<Frame>> {
     let body_len = body_len(prefix)?;
     let mut header = [0_u8; HEADER];
     reader.read_exact(&mut header).map_err(truncated)?;
-    let (kind, id) = parse_header(header);
-    let mut body = Vec::with_capacity(body_len.min(TRUSTED_LEN));
+    body.reserve(body_len.min(TRUSTED_LEN));
     reader
         .take(body_len as u64)
-        .read_to_end(&mut body)
+        .read_to_end(body)
         .map_err(truncated)?;
     if body.len() != body_len {
         return Err(truncated(io::ErrorKind::UnexpectedEof.into()));
     }
-    Ok(Some(Frame { kind, id, body }))
+    Ok(Some(parse_header(header)))
 }
 
 /// A length prefix is trusted this far when allocating (one allocation, no regrowth, for large

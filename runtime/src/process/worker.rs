@@ -81,19 +81,20 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
 
     watch_for_parent_death(socket)?;
     let mut frame = Vec::new();
+    // The body of the call being run, kept across calls: large ones reuse its allocation.
+    let mut request = Vec::new();
     loop {
-        let task = match wire::read(&mut reader) {
-            Ok(Some(task)) if matches!(task.kind, wire::RUN | wire::RUN_BATCH) => task,
+        let (kind, id) = match wire::read_into(&mut reader, &mut request) {
+            Ok(Some((kind, id))) if matches!(kind, wire::RUN | wire::RUN_BATCH) => (kind, id),
             // Finish: everything sent before it has run.
-            Ok(Some(task)) if task.kind == wire::EXIT => break,
-            Ok(Some(task)) => {
-                return Err(format!("unexpected frame kind {} from the pool", task.kind));
+            Ok(Some((wire::EXIT, _))) => break,
+            Ok(Some((kind, _))) => {
+                return Err(format!("unexpected frame kind {kind} from the pool"));
             }
             // The parent is gone: nobody wants the results.
             Ok(None) => process::exit(0),
             Err(error) => return Err(format!("broken stream from the pool: {error}")),
         };
-        let id = task.id;
         // Reported before running and flushed (with the previous result, in one write), so
         // that the parent knows which task was running if this one brings the process down.
         wire::encode(&mut frame, wire::STARTED, id, &[]).expect("empty frame fits");
@@ -103,10 +104,10 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
         let run_time_at = frame.len();
         frame.extend_from_slice(&[0; wire::RUN_TIME_PREFIX]);
         let began = Instant::now();
-        let outcome = if task.kind == wire::RUN_BATCH {
-            call::run_chunk(&task.body, &mut frame)
+        let outcome = if kind == wire::RUN_BATCH {
+            call::run_chunk(&request, &mut frame)
         } else {
-            call::run(&task.body, &mut frame)
+            call::run(&request, &mut frame)
         };
         let ran = run_time(began);
         frame[run_time_at..run_time_at + wire::RUN_TIME_PREFIX].copy_from_slice(&ran);
