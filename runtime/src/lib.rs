@@ -37,7 +37,7 @@ pub use waiting::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::bytes;
-    pub use crate::bytes::{decode_output_bytes, encode_output_bytes};
+    pub use crate::bytes::{decode_output_bytes, decode_output_bytes_owned, encode_output_bytes};
     pub use crate::error::Error;
     pub use crate::future::Future;
     pub use crate::process::entry::{TestWorkerEntry, test_worker_entry};

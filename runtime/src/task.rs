@@ -58,6 +58,13 @@ pub trait Task: ErasedTask + Serialize + DeserializeOwned + Send + 'static {
     fn __decode_output(bytes: &[u8]) -> Result<Self::Output, postcard::Error> {
         postcard::from_bytes(bytes)
     }
+
+    /// Reads an output back from `body[at..]`, taking `body`: `#[task]` overrides it for
+    /// `Vec<u8>`, whose bytes then stay where they arrived instead of being copied out.
+    #[doc(hidden)]
+    fn __decode_output_owned(body: Vec<u8>, at: usize) -> Result<Self::Output, postcard::Error> {
+        Self::__decode_output(body.get(at..).unwrap_or_default())
+    }
 }
 
 /// The object-safe, serializable face of a [`Task`], registered with `typetag` so a worker

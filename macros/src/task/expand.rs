@@ -112,6 +112,13 @@ pub(crate) fn task(task: &Task<'_>) -> TokenStream {
             ) -> ::core::result::Result<::std::vec::Vec<u8>, #private::PostcardError> {
                 #private::decode_output_bytes(bytes)
             }
+
+            fn __decode_output_owned(
+                body: ::std::vec::Vec<u8>,
+                at: usize,
+            ) -> ::core::result::Result<::std::vec::Vec<u8>, #private::PostcardError> {
+                #private::decode_output_bytes_owned(body, at)
+            }
         }
     });
     let debug = if fields.is_empty() {

@@ -383,11 +383,11 @@ enum Stop {
 /// Completes a job's future from its result frame, outside the scheduler's lock: completing
 /// runs user callbacks.
 fn finish(job: Job, frame: wire::Frame) {
-    let body = &frame.body[wire::RUN_TIME_PREFIX..];
     if frame.kind == wire::SUCCEEDED {
-        job.future.succeed(body);
+        job.future.succeed(frame.body, wire::RUN_TIME_PREFIX);
     } else {
-        job.future.fail(decode_error(body));
+        job.future
+            .fail(decode_error(&frame.body[wire::RUN_TIME_PREFIX..]));
     }
 }
 

@@ -342,7 +342,7 @@ impl ProcessPoolExecutor {
             unsent,
         };
         if chunk.unsent.len() == calls {
-            return chunk.succeed(&[]);
+            return chunk.succeed(Vec::new(), 0);
         }
         let what = format_args!(
             "a chunk of {} calls (use a smaller chunksize)",

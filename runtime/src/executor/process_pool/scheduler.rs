@@ -47,8 +47,8 @@ pub(super) trait Completion: Send {
     /// it, and the job is dropped. A job sent before, to a worker that died without starting
     /// it, is already running and goes again.
     fn send(&self) -> bool;
-    /// Decodes the worker's output and completes the future with it.
-    fn succeed(&self, output: &[u8]);
+    /// Decodes the worker's output, `body[at..]`, and completes the future with it.
+    fn succeed(&self, body: Vec<u8>, at: usize);
     fn fail(&self, error: Error);
     fn cancel(&self);
 }
@@ -62,8 +62,9 @@ impl<T: Task> Completion for TaskFuture<T> {
             || self.0.set_running_or_notify_cancel().unwrap_or(false)
     }
 
-    fn succeed(&self, output: &[u8]) {
-        let _ = match decode_output::<T>(output) {
+    fn succeed(&self, body: Vec<u8>, at: usize) {
+        let decoded = T::__decode_output_owned(body, at).map_err(decode_error::<T>);
+        let _ = match decoded {
             Ok(value) => self.0.set_result(value),
             Err(error) => self.0.set_exception(error),
         };
@@ -78,15 +79,15 @@ impl<T: Task> Completion for TaskFuture<T> {
     }
 }
 
-/// A call's output, decoded as its task's output type.
-fn decode_output<T: Task>(bytes: &[u8]) -> Result<T::Output, Error> {
-    T::__decode_output(bytes).map_err(|error| Error::Serialization {
+/// Why a call's output could not be decoded as its task's output type.
+fn decode_error<T: Task>(error: postcard::Error) -> Error {
+    Error::Serialization {
         message: format!(
             "cannot decode the result of task `{}` as `{}`: {error}",
             T::NAME,
             std::any::type_name::<T::Output>()
         ),
-    })
+    }
 }
 
 /// The future of a `map` chunk: one frame out, one frame back, one future holding each
@@ -123,18 +124,17 @@ impl<T: Task> Completion for Chunk<T> {
             || self.future.set_running_or_notify_cancel().unwrap_or(false)
     }
 
-    fn succeed(&self, output: &[u8]) {
+    fn succeed(&self, body: Vec<u8>, at: usize) {
         let sent = self.calls - self.unsent.len();
-        let Some(outcomes) = call::chunk_answer(output).filter(|o| o.len() == sent) else {
+        let answer = body.get(at..).unwrap_or_default();
+        let Some(outcomes) = call::chunk_answer(answer).filter(|o| o.len() == sent) else {
             return self.fail(Error::Serialization {
                 message: "malformed answer to a chunk of calls".to_owned(),
             });
         };
-        self.complete(
-            outcomes
-                .into_iter()
-                .map(|outcome| outcome.and_then(decode_output::<T>)),
-        );
+        self.complete(outcomes.into_iter().map(|outcome| {
+            outcome.and_then(|bytes| T::__decode_output(bytes).map_err(decode_error::<T>))
+        }));
     }
 
     fn fail(&self, error: Error) {
