@@ -1,9 +1,10 @@
 //! The worker loop: what a process started by a pool runs after `init()`.
 //!
 //! The main thread runs tasks one at a time, in the order they arrive, and reports each as it
-//! starts it, so the parent always knows which task a crash took down. A reader thread drains
-//! the socket at all times, so that the parent's large writes never wait on a running task and
-//! so that the end of the stream (the parent died, even by SIGKILL) ends this process at once.
+//! starts it, so the parent always knows which task a crash took down. A watch thread polls
+//! the socket for the end of the stream, so that a parent that died (even by SIGKILL) ends
+//! this process at once, even while a task runs. The parent's end is non-blocking: a large
+//! write to a busy worker never holds up the results it reads.
 
 use std::io::{BufReader, BufWriter, Write};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
