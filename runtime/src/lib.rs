@@ -15,6 +15,8 @@ mod executor;
 mod future;
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod process;
 mod sync;
 mod task;
