@@ -11,14 +11,15 @@ use crate::error::Error;
 use crate::process::{call, identity, wire};
 use crate::task::Task;
 
-/// What a stream decoded into: how many frames were read whole, how many calls ran, how many
-/// failed (a malformed call, an unregistered task name, arguments that do not decode), and
-/// why the stream stopped if it did not end cleanly between frames.
+/// What a stream decoded into: how many frames were read whole, how many bodies decoded, how
+/// many were refused (a malformed call, an unregistered task name, arguments or a result that
+/// do not decode), and why the stream stopped if it did not end cleanly between frames.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Decoded {
     /// Frames read whole.
     pub frames: usize,
-    /// Calls (or chunks of calls) that decoded and ran.
+    /// Worker side: calls (or chunks of calls) that decoded and ran. Parent side: results
+    /// and errors that decoded.
     pub ran: usize,
     /// Calls or result bodies that were refused with an error.
     pub refused: Vec<String>,
