@@ -13,6 +13,10 @@ mod encode;
 mod error;
 mod executor;
 mod future;
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(all(test, loom))]
+mod loom_tests;
 mod process;
 mod sync;
 mod task;
@@ -40,6 +44,7 @@ pub mod __private {
     pub use crate::bytes::{decode_output_bytes, decode_output_bytes_owned, encode_output_bytes};
     pub use crate::error::Error;
     pub use crate::future::Future;
+    pub use crate::fuzzing;
     pub use crate::process::entry::{TestWorkerEntry, test_worker_entry};
     pub use crate::task::{ErasedTask, Task, TaskRegistration, run_encoded, run_registered};
     pub use crate::waiting::join::{Outcome, completion_order, join_collection, waitable};

@@ -141,3 +141,58 @@ fn malformed(what: &str) -> Error {
         message: format!("malformed {what} from the pool"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A call body naming `name`, followed by `arguments`.
+    fn call_named(name: &str, arguments: &[u8]) -> Vec<u8> {
+        let mut body = Vec::new();
+        push_name(name, &mut body).unwrap();
+        body.extend_from_slice(arguments);
+        body
+    }
+
+    #[test]
+    fn a_call_naming_an_unregistered_task_is_refused_with_its_name() {
+        let body = call_named("no_such_crate::not_a_task", &[1, 2, 3]);
+        let error = run(&body, &mut Vec::new()).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("no task named `no_such_crate::not_a_task` is registered"),
+            "{error}"
+        );
+        let error = run_chunk(&body, &mut Vec::new()).unwrap_err();
+        assert!(error.to_string().contains("not_a_task"), "{error}");
+    }
+
+    #[test]
+    fn truncated_or_garbled_calls_are_malformed() {
+        // Empty, one byte of the name length, a name longer than the body, a name not UTF-8.
+        let mut long_name = 500_u16.to_le_bytes().to_vec();
+        long_name.extend_from_slice(b"short");
+        for body in [&[][..], &[7], &long_name, &[2, 0, 0xff, 0xfe]] {
+            let error = run(body, &mut Vec::new()).unwrap_err();
+            assert!(
+                error.to_string().contains("malformed call"),
+                "{body:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_chunk_answer_cut_inside_an_item_is_malformed() {
+        let mut answer = 10_u32.to_le_bytes().to_vec();
+        answer.extend_from_slice(&[0, 1, 2]);
+        assert!(chunk_answer(&answer).is_none());
+        // A whole item with an empty body (no tag) is malformed too.
+        assert!(chunk_answer(&0_u32.to_le_bytes()).is_none());
+        // An error item whose error does not decode becomes a Serialization error.
+        let mut answer = 2_u32.to_le_bytes().to_vec();
+        answer.extend_from_slice(&[1, 0xff]);
+        let outcomes = chunk_answer(&answer).unwrap();
+        assert!(matches!(outcomes[0], Err(Error::Serialization { .. })));
+    }
+}

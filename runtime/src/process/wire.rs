@@ -281,4 +281,69 @@ mod tests {
             io::ErrorKind::InvalidData
         );
     }
+
+    #[test]
+    fn a_prefix_of_a_gigabyte_waits_for_bytes_instead_of_reserving_them() {
+        // Exactly the limit: accepted as a length, but the buffer grows only as bytes come,
+        // so a stream that stops early is a truncated frame, not a 1 GiB allocation.
+        let mut stream = (MAX_FRAME as u32).to_le_bytes().to_vec();
+        stream.extend_from_slice(&[RUN, 0, 0, 0, 0, 0, 0, 0, 0]);
+        stream.extend_from_slice(&[0; 100]);
+        let error = read(&mut stream.as_slice()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::UnexpectedEof);
+        // One byte over the limit: refused from the prefix alone.
+        let over = (MAX_FRAME as u32 + 1).to_le_bytes();
+        let error = read(&mut over.as_slice()).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn random_bytes_end_in_an_error_or_a_clean_end() {
+        // xorshift64: the same 20,000 inputs on every run.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let (mut frames, mut errors, mut clean) = (0, 0, 0);
+        for _ in 0..20_000 {
+            let len = (next() % 96) as usize;
+            let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            // Half the inputs get a plausible length prefix, so that whole frames occur too.
+            if len >= 4 && next() % 2 == 0 {
+                let claimed = (next() % (len as u64)) as u32;
+                bytes[..4].copy_from_slice(&claimed.to_le_bytes());
+            }
+            let mut reader = bytes.as_slice();
+            loop {
+                match read(&mut reader) {
+                    Ok(Some(frame)) => {
+                        assert!(frame.body.len() < len);
+                        frames += 1;
+                    }
+                    Ok(None) => {
+                        clean += 1;
+                        break;
+                    }
+                    Err(error) => {
+                        assert!(
+                            matches!(
+                                error.kind(),
+                                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+                            ),
+                            "{error}"
+                        );
+                        errors += 1;
+                        break;
+                    }
+                }
+            }
+        }
+        assert!(
+            frames > 0 && errors > 0 && clean > 0,
+            "{frames} {errors} {clean}"
+        );
+    }
 }

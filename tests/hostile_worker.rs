@@ -1,0 +1,165 @@
+//! Hostile frames the other way: a "worker" that shakes hands properly and then answers a
+//! call with garbage (a frame kind nobody sends, a length prefix of gigabytes, a result for a
+//! task it was never given, a frame cut short by its exit). The parent kills it, fails the
+//! task it was running as `WorkerDied`, and does not hang or panic.
+//!
+//! The fake worker is this test binary started into `fake_worker` through a small script
+//! (the builder's `executable`), which names the misbehaviour in its environment.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use concurrent_futures::{Error, ProcessPoolExecutor, task};
+
+concurrent_futures::enable_test_support!();
+
+/// Names the misbehaviour in the fake worker's environment.
+const MODE: &str = "CF_FAKE_WORKER_MODE";
+
+// Frame kinds, as in runtime/src/process/wire.rs.
+const RUN: u8 = 2;
+const READY: u8 = 16;
+const STARTED: u8 = 18;
+const SUCCEEDED: u8 = 19;
+
+#[task]
+fn square_number(x: u64) -> u64 {
+    x * x
+}
+
+fn raw_frame(kind: u8, id: u64, body: &[u8]) -> Vec<u8> {
+    let mut out = ((9 + body.len()) as u32).to_le_bytes().to_vec();
+    out.push(kind);
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(body);
+    out
+}
+
+/// Reads one frame's (kind, id); `None` at the end of the stream.
+fn read_frame(socket: &mut File) -> Option<(u8, u64)> {
+    let mut prefix = [0; 4];
+    socket.read_exact(&mut prefix).ok()?;
+    let mut rest = vec![0; u32::from_le_bytes(prefix) as usize];
+    socket.read_exact(&mut rest).ok()?;
+    Some((rest[0], u64::from_le_bytes(rest[1..9].try_into().unwrap())))
+}
+
+/// The fake worker: the pool's socket is its stdin. Shakes hands, then answers the first
+/// call as `CF_FAKE_WORKER_MODE` says and waits to be killed (or exits, for `cut`).
+#[test]
+fn fake_worker() {
+    let Ok(mode) = std::env::var(MODE) else {
+        return;
+    };
+    let mut socket = File::from(std::io::stdin().as_fd().try_clone_to_owned().unwrap());
+    let _hello = read_frame(&mut socket).expect("a hello");
+    socket
+        .write_all(&raw_frame(READY, u64::from(std::process::id()), &[]))
+        .unwrap();
+    // Anything but a call (the exit request of a shutdown, or the end): leave quietly.
+    let Some((RUN, id)) = read_frame(&mut socket) else {
+        std::process::exit(0);
+    };
+    let mut answer = raw_frame(STARTED, id, &[]);
+    match mode.as_str() {
+        "unknown-kind" => answer.extend(raw_frame(99, id, &[1, 2, 3])),
+        "gigantic" => {
+            answer.extend_from_slice(&u32::MAX.to_le_bytes());
+            answer.extend_from_slice(&[SUCCEEDED; 9]);
+        }
+        "unknown-task" => answer.extend(raw_frame(SUCCEEDED, id + 1000, &[0; 5])),
+        "cut" => answer.extend_from_slice(&raw_frame(SUCCEEDED, id, &[0; 100])[..50]),
+        other => panic!("unknown mode {other}"),
+    }
+    socket.write_all(&answer).unwrap();
+    if mode == "cut" {
+        std::process::exit(0);
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A script that starts this binary into `fake_worker` in `mode`.
+fn fake_worker_script(mode: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path =
+        std::env::temp_dir().join(format!("cf-fake-worker-{}-{mode}.sh", std::process::id()));
+    let script = format!(
+        "#!/bin/sh\nexec env {MODE}={mode} '{}' fake_worker --exact --nocapture --quiet\n",
+        exe.display()
+    );
+    std::fs::write(&path, script).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// Runs one call on a pool of one fake worker in `mode`; the call's error.
+fn error_from_a_worker_that_sends(mode: &str) -> Error {
+    let script = fake_worker_script(mode);
+    let executor = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .executable(&script)
+        .build()
+        .unwrap();
+    let error = executor
+        .submit(square_number(3))
+        .error_timeout(Duration::from_secs(60))
+        .expect("the call fails");
+    drop(executor);
+    let _ = std::fs::remove_file(script);
+    error
+}
+
+fn assert_killed(mode: &str) {
+    let error = error_from_a_worker_that_sends(mode);
+    eprintln!("{mode}: {error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::WorkerDied {
+                signal: Some(9),
+                ..
+            }
+        ),
+        "{mode}: {error:?}"
+    );
+}
+
+#[test]
+fn a_frame_of_an_unknown_kind_gets_the_worker_killed() {
+    assert_killed("unknown-kind");
+}
+
+#[test]
+fn a_gigantic_length_prefix_gets_the_worker_killed() {
+    assert_killed("gigantic");
+}
+
+#[test]
+fn a_result_for_a_task_never_sent_gets_the_worker_killed() {
+    assert_killed("unknown-task");
+}
+
+#[test]
+fn a_result_cut_short_by_the_workers_exit_fails_the_task() {
+    let error = error_from_a_worker_that_sends("cut");
+    eprintln!("cut: {error:?}");
+    assert!(
+        matches!(
+            error,
+            Error::WorkerDied {
+                exit_code: Some(0),
+                ..
+            } | Error::WorkerDied {
+                signal: Some(9),
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+}
