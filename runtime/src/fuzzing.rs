@@ -8,6 +8,7 @@
 //! panic, a hang, or an allocation the input's length prefixes ask for.
 
 use crate::error::Error;
+use crate::process::inbox::{Inbox, Received};
 use crate::process::{call, identity, wire};
 use crate::task::Task;
 
@@ -58,55 +59,101 @@ pub fn worker_reads(mut stream: &[u8]) -> Decoded {
     decoded
 }
 
-/// What a parent does with `stream` from a worker whose calls are of task type `T`: every
-/// `SUCCEEDED` body is read as a run time then `T`'s output, and also as the answer to a chunk
-/// of `T` calls; every `FAILED` body as a run time then an [`Error`].
-pub fn parent_reads<T: Task>(mut stream: &[u8]) -> Decoded {
+/// What a parent does with `stream` from a worker whose calls are of task type `T`: the
+/// stream arrives in reads of uneven sizes, as from the non-blocking socket the parent reads,
+/// and is reassembled into frames by the parent's own `Inbox`; every `SUCCEEDED` body is read
+/// as a run time then `T`'s output (taking the buffer, as the parent does), and also as the
+/// answer to a chunk of `T` calls; every `FAILED` body as a run time then an [`Error`].
+pub fn parent_reads<T: Task>(stream: &[u8]) -> Decoded {
     let mut decoded = Decoded::default();
+    let mut inbox = Inbox::default();
+    let mut source = UnevenReads {
+        bytes: stream,
+        reads: 0,
+    };
     loop {
-        let frame = match wire::read(&mut stream) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
+        match inbox.receive(&mut source) {
+            Ok(Received::End) => {
+                if inbox.is_mid_frame() {
+                    decoded.stream_error = Some("stream ended inside a frame".to_owned());
+                }
+                return decoded;
+            }
+            Ok(_) => {}
             Err(error) => {
                 decoded.stream_error = Some(error.to_string());
-                break;
+                return decoded;
             }
-        };
-        decoded.frames += 1;
-        if !matches!(frame.kind, wire::SUCCEEDED | wire::FAILED) {
-            continue;
         }
-        // The parent refuses a result frame without its run time (a protocol error).
-        let Some(body) = wire::ran_for(&frame.body).map(|_| &frame.body[wire::RUN_TIME_PREFIX..])
-        else {
-            decoded
-                .refused
-                .push("result frame without its run time".to_owned());
-            continue;
-        };
-        if frame.kind == wire::FAILED {
-            match postcard::from_bytes::<Error>(body) {
-                Ok(_) => decoded.ran += 1,
-                Err(error) => decoded.refused.push(error.to_string()),
+        loop {
+            match inbox.next_frame() {
+                Ok(Some(frame)) => parent_decodes::<T>(frame, &mut decoded),
+                Ok(None) => break,
+                Err(error) => {
+                    decoded.stream_error = Some(error.to_string());
+                    return decoded;
+                }
             }
-            continue;
-        }
-        // The same body read both ways a parent may read it: one call's output, or the
-        // answer to a chunk of calls (whose outputs are then decoded one by one).
-        let single = T::__decode_output(body);
-        let chunk = call::chunk_answer(body).is_some_and(|outcomes| {
-            outcomes
-                .into_iter()
-                .flatten()
-                .all(|bytes| T::__decode_output(bytes).is_ok())
-        });
-        match single {
-            Ok(_) => decoded.ran += 1,
-            Err(_) if chunk => decoded.ran += 1,
-            Err(error) => decoded.refused.push(error.to_string()),
         }
     }
-    decoded
+}
+
+fn parent_decodes<T: Task>(frame: wire::Frame, decoded: &mut Decoded) {
+    decoded.frames += 1;
+    if !matches!(frame.kind, wire::SUCCEEDED | wire::FAILED) {
+        return;
+    }
+    // The parent refuses a result frame without its run time (a protocol error).
+    if wire::ran_for(&frame.body).is_none() {
+        decoded
+            .refused
+            .push("result frame without its run time".to_owned());
+        return;
+    }
+    let body = &frame.body[wire::RUN_TIME_PREFIX..];
+    if frame.kind == wire::FAILED {
+        match postcard::from_bytes::<Error>(body) {
+            Ok(_) => decoded.ran += 1,
+            Err(error) => decoded.refused.push(error.to_string()),
+        }
+        return;
+    }
+    // The same body read both ways a parent may read it: the answer to a chunk of calls
+    // (whose outputs are then decoded one by one), or one call's output.
+    let chunk = call::chunk_answer(body).is_some_and(|outcomes| {
+        outcomes
+            .into_iter()
+            .flatten()
+            .all(|bytes| T::__decode_output(bytes).is_ok())
+    });
+    match T::__decode_output_owned(frame.body, wire::RUN_TIME_PREFIX) {
+        Ok(_) => decoded.ran += 1,
+        Err(_) if chunk => decoded.ran += 1,
+        Err(error) => decoded.refused.push(error.to_string()),
+    }
+}
+
+/// Hands `bytes` over in reads of 1 byte to 64 KiB, with a "would block" between some of them,
+/// as a non-blocking socket does when the writer is slower than the reader.
+struct UnevenReads<'a> {
+    bytes: &'a [u8],
+    reads: usize,
+}
+
+impl std::io::Read for UnevenReads<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        const SIZES: [usize; 6] = [13, 1, 4096, 7, 65_536, 200];
+        self.reads += 1;
+        if self.reads.is_multiple_of(5) {
+            return Err(std::io::ErrorKind::WouldBlock.into());
+        }
+        let n = SIZES[self.reads % SIZES.len()]
+            .min(out.len())
+            .min(self.bytes.len());
+        out[..n].copy_from_slice(&self.bytes[..n]);
+        self.bytes = &self.bytes[n..];
+        Ok(n)
+    }
 }
 
 /// The frame a parent sends to run `task`: real bytes for seed corpora and tests.
