@@ -1,5 +1,6 @@
 //! `ProcessPoolExecutor`: tasks run in worker processes that are this program started again.
 
+mod raw;
 mod scheduler;
 mod worker;
 
