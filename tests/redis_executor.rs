@@ -155,6 +155,44 @@ fn a_restarted_submitter_finds_its_results_by_task_id() {
     drop(first);
 }
 
+#[test]
+fn a_password_and_tls_reach_the_executor_and_its_workers() {
+    let server = RedisServer::start_secure("s3cret-pass");
+    let url = server.url();
+    let ca = server.dir.join("ca.pem");
+    let ca_file = ca.to_str().unwrap();
+    let _workers = Workers::start(
+        &url,
+        1,
+        1,
+        &[(concurrent_futures::WORKER_CA_FILE_VAR, ca_file)],
+    );
+    let executor = RedisExecutor::builder(&url)
+        .tls_root_certificate(std::fs::read(&ca).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(executor.submit(square_number(11)).result(), Ok(121));
+
+    // The wrong password is refused at once, not retried.
+    let wrong = url.replace("s3cret-pass", "guess");
+    let refused = RedisExecutor::builder(&wrong)
+        .tls_root_certificate(std::fs::read(&ca).unwrap())
+        .build()
+        .unwrap_err();
+    assert!(refused.is_broken(), "{refused}");
+    assert!(
+        refused.to_string().to_lowercase().contains("password"),
+        "{refused}"
+    );
+    // Without the authority's certificate the server's is not trusted.
+    let untrusted = RedisExecutor::builder(&url)
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert!(untrusted.is_broken(), "{untrusted}");
+    assert!(untrusted.to_string().contains("certificate"), "{untrusted}");
+}
+
 /// Every future of `count` tasks over four worker processes resolves once, with its own
 /// value. Returns the tasks per second of the run (first submit to last result).
 fn many_tasks(count: u64) -> f64 {

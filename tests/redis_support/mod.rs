@@ -15,14 +15,26 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 pub(crate) struct RedisServer {
     pub(crate) port: u16,
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     appendonly: bool,
+    /// `requirepass`, and TLS only (`rediss://`) with a certificate of a test authority.
+    secure: Option<String>,
     child: Option<Child>,
 }
 
 impl RedisServer {
     /// A fresh server; with `appendonly`, every write is fsynced to its append-only file.
     pub(crate) fn start(appendonly: bool) -> Self {
+        Self::start_with(appendonly, None)
+    }
+
+    /// A server that takes only TLS connections (certificate for 127.0.0.1, signed by
+    /// `ca.pem` in [`dir`](Self::dir)) with this password.
+    pub(crate) fn start_secure(password: &str) -> Self {
+        Self::start_with(false, Some(password.to_owned()))
+    }
+
+    fn start_with(appendonly: bool, secure: Option<String>) -> Self {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "cf-redis-test-{}-{}",
@@ -30,6 +42,9 @@ impl RedisServer {
             NEXT.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
+        if secure.is_some() {
+            make_certificates(&dir);
+        }
         for _attempt in 0..20 {
             // Another process may take the port between our probe and the server's bind:
             // then the server exits before it is ready, and we try another.
@@ -41,6 +56,7 @@ impl RedisServer {
                 port,
                 dir: dir.clone(),
                 appendonly,
+                secure: secure.clone(),
                 child: None,
             };
             if server.launch() {
@@ -52,8 +68,23 @@ impl RedisServer {
 
     /// Starts the server process and waits for its ready line; false if it exited first.
     fn launch(&mut self) -> bool {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+        let mut command = Command::new("redis-server");
+        match &self.secure {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some(password) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .args([
+                    "--tls-cert-file",
+                    "server.pem",
+                    "--tls-key-file",
+                    "server.key",
+                ])
+                .args(["--tls-ca-cert-file", "ca.pem", "--tls-auth-clients", "no"])
+                .args(["--requirepass", password]),
+        };
+        let mut child = command
+            .current_dir(&self.dir)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
             .args(["--appendonly", if self.appendonly { "yes" } else { "no" }])
             .args(["--appendfsync", "always"])
@@ -81,7 +112,10 @@ impl RedisServer {
     }
 
     pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match &self.secure {
+            None => format!("redis://127.0.0.1:{}/", self.port),
+            Some(password) => format!("rediss://:{password}@127.0.0.1:{}/", self.port),
+        }
     }
 
     pub(crate) fn connection(&self) -> redis::Connection {
@@ -114,6 +148,70 @@ impl Drop for RedisServer {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A test certificate authority (`ca.pem`) and a certificate for 127.0.0.1 that it signed
+/// (`server.pem`, `server.key`), made with the `openssl` command.
+fn make_certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl (apt-get install -y openssl)");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .expect("write server.ext");
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=concurrent-futures test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "server.ext",
+    ]);
 }
 
 /// Redis worker processes of this test binary; SIGKILLed and reaped on drop.

@@ -49,7 +49,13 @@ const RESULT_POLL: Duration = Duration::from_millis(200);
 /// resolves once, with the first result stored for its task.
 ///
 /// As with the process pool, a future is running from the moment it is sent: `cancel()`
-/// returns false after `submit`.
+/// returns false after `submit`. Dropping the executor waits for every result, as the local
+/// pools do; with no worker attached that is forever, so call `shutdown(false, false)` to
+/// leave without waiting (the results stay in Redis for [`reattach`](Self::reattach)).
+///
+/// Workers must run a build with the same task signatures as the submitter: a task whose
+/// name a worker does not know fails with [`Error::Serialization`], and arguments of a
+/// changed type are not detected (the process pool's build check cannot span hosts).
 ///
 /// ```no_run
 /// use concurrent_futures::{RedisExecutor, as_completed, task};
@@ -97,6 +103,7 @@ pub struct RedisBuilder {
     task_timeout: Option<Duration>,
     result_ttl: Duration,
     connect_timeout: Duration,
+    root_cert: Option<Vec<u8>>,
 }
 
 impl fmt::Debug for RedisBuilder {
@@ -143,6 +150,14 @@ impl RedisBuilder {
         self
     }
 
+    /// For a `rediss://` server whose certificate a private authority signed: that
+    /// authority's certificate (PEM), trusted instead of the system's roots. Workers read
+    /// theirs from the file named by `CONCURRENT_FUTURES_REDIS_CA_FILE`.
+    pub fn tls_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.root_cert = Some(pem.into());
+        self
+    }
+
     /// How long results stay in Redis (default one day): the window in which a restarted
     /// submitter can [`reattach`](RedisExecutor::reattach) to them.
     pub fn result_ttl(mut self, ttl: Duration) -> Self {
@@ -171,7 +186,7 @@ impl RedisBuilder {
                 message: "result_ttl must be at least one second".to_owned(),
             });
         }
-        let client = super::open_client(&self.url)?;
+        let client = super::open_client(&self.url, self.root_cert.as_deref())?;
         let keys = Keys::new(&self.prefix);
         let client_id = random_id();
         let reply = keys.reply(&client_id);
@@ -293,6 +308,7 @@ impl RedisExecutor {
             task_timeout: None,
             result_ttl: DEFAULT_RESULT_TTL,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            root_cert: None,
         }
     }
 

@@ -27,6 +27,11 @@ pub const WORKER_KEY_VAR: &str = "CONCURRENT_FUTURES_REDIS_KEY";
 /// default 30000. Workers heartbeat four times in this period.
 pub const WORKER_CLAIM_IDLE_VAR: &str = "CONCURRENT_FUTURES_REDIS_CLAIM_IDLE_MS";
 
+/// A PEM file of the certificate authority that signed the server's TLS certificate, for
+/// `rediss://` servers with a private CA, as given to
+/// [`RedisBuilder::tls_root_certificate`](super::RedisBuilder::tls_root_certificate).
+pub const WORKER_CA_FILE_VAR: &str = "CONCURRENT_FUTURES_REDIS_CA_FILE";
+
 const DEFAULT_CLAIM_IDLE: Duration = Duration::from_secs(30);
 
 /// A worker's settings, from its environment.
@@ -37,6 +42,7 @@ pub(crate) struct WorkerConfig {
     pub(crate) prefix: String,
     pub(crate) key: Option<Key>,
     pub(crate) claim_idle: Duration,
+    pub(crate) root_cert: Option<Vec<u8>>,
 }
 
 /// A command that starts this program as a Redis worker for `url`, running `concurrency`
@@ -93,8 +99,18 @@ fn config(url: String) -> Result<WorkerConfig, String> {
         Some(ms) => Duration::from_millis(ms),
         None => DEFAULT_CLAIM_IDLE,
     };
+    let root_cert = match std::env::var_os(WORKER_CA_FILE_VAR) {
+        Some(path) => Some(std::fs::read(&path).map_err(|e| {
+            format!(
+                "cannot read {WORKER_CA_FILE_VAR}={}: {e}",
+                path.to_string_lossy()
+            )
+        })?),
+        None => None,
+    };
     Ok(WorkerConfig {
         url,
+        root_cert,
         concurrency,
         prefix: std::env::var(WORKER_PREFIX_VAR).unwrap_or_else(|_| "cf".to_owned()),
         key: std::env::var_os(WORKER_KEY_VAR)

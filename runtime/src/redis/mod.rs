@@ -18,22 +18,33 @@ mod worker;
 pub use client::{RedisBuilder, RedisExecutor};
 pub(crate) use launch::take_worker_url;
 pub use launch::{
-    WORKER_CLAIM_IDLE_VAR, WORKER_CONCURRENCY_VAR, WORKER_KEY_VAR, WORKER_PREFIX_VAR,
-    WORKER_URL_VAR, worker_command,
+    WORKER_CA_FILE_VAR, WORKER_CLAIM_IDLE_VAR, WORKER_CONCURRENCY_VAR, WORKER_KEY_VAR,
+    WORKER_PREFIX_VAR, WORKER_URL_VAR, worker_command,
 };
 pub(crate) use worker::run as run_worker;
 
 use crate::error::Error;
 
-/// A client for `url`, checked; TLS (`rediss://`) uses rustls with its `ring` provider.
-fn open_client(url: &str) -> Result<redis::Client, Error> {
+/// A client for `url`, checked; TLS (`rediss://`) uses rustls with its `ring` provider, and
+/// trusts `root_cert` (PEM) if given, else the system's and the webpki roots.
+fn open_client(url: &str, root_cert: Option<&[u8]>) -> Result<redis::Client, Error> {
     if url.starts_with("rediss://") {
         // rustls needs a process-wide crypto provider; another part of the program may have
         // installed one already, which is as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
     }
-    redis::Client::open(url).map_err(|e| Error::InvalidArgument {
-        message: format!("invalid Redis URL: {e}"),
+    let client = match root_cert {
+        Some(pem) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.to_vec()),
+            },
+        ),
+        None => redis::Client::open(url),
+    };
+    client.map_err(|e| Error::InvalidArgument {
+        message: format!("invalid Redis URL or certificate: {e}"),
     })
 }
 

@@ -45,6 +45,9 @@ const FINISH_BATCH: usize = 256;
 /// Tasks claimed from stopped workers per pass of the keeper.
 const CLAIM_BATCH: usize = 64;
 
+/// A consumer idle this many claim periods, with nothing pending, is a stopped worker's.
+const STALE_CONSUMER_FACTOR: u32 = 10;
+
 /// The result TTL of a task whose body cannot be read (rejected before decoding).
 const FALLBACK_TTL_SECS: u32 = 24 * 60 * 60;
 
@@ -110,7 +113,8 @@ struct Entry {
 }
 
 fn serve(config: WorkerConfig) -> Result<(), String> {
-    let client = super::open_client(&config.url).map_err(|e| e.to_string())?;
+    let client =
+        super::open_client(&config.url, config.root_cert.as_deref()).map_err(|e| e.to_string())?;
     let keys = Keys::new(&config.prefix);
     let pool = ProcessPoolExecutor::builder()
         .max_workers(config.concurrency)
@@ -444,7 +448,39 @@ fn keep_loop(worker: &Worker, mut link: Link) {
         if let Err(error) = claim_stopped(worker, &mut link, &idle_ms) {
             tracing::warn!(%error, "cannot claim the tasks of stopped workers");
         }
+        if let Err(error) = forget_stopped(worker, &mut link) {
+            tracing::debug!(%error, "cannot remove stopped consumers");
+        }
     }
+}
+
+/// Removes the consumers of stopped workers once their tasks are claimed: every process start
+/// adds one (a unique name), and the group would otherwise list them forever.
+fn forget_stopped(worker: &Worker, link: &mut Link) -> redis::RedisResult<()> {
+    let info: redis::streams::StreamInfoConsumersReply = link.run(None, |conn| {
+        redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&worker.tasks)
+            .arg(GROUP)
+            .query(conn)
+    })?;
+    // Long past the claim time, so that a live worker that was merely slow is never removed
+    // (and if it were, with nothing pending, its next read would add it again).
+    let stale = worker.claim_idle.saturating_mul(STALE_CONSUMER_FACTOR);
+    for consumer in info.consumers {
+        let idle = Duration::from_millis(consumer.idle as u64);
+        if consumer.name != worker.consumer && consumer.pending == 0 && idle > stale {
+            link.run(None, |conn| {
+                redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&worker.tasks)
+                    .arg(GROUP)
+                    .arg(&consumer.name)
+                    .query::<()>(conn)
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// Claims tasks idle past the limit (their workers died or stopped heartbeating) and takes
