@@ -179,7 +179,7 @@ pub use concurrent_futures_runtime::{
 #[cfg(feature = "redis")]
 pub use concurrent_futures_runtime::{
     RedisBuilder, RedisExecutor, WORKER_CA_FILE_VAR, WORKER_CLAIM_IDLE_VAR, WORKER_CONCURRENCY_VAR,
-    WORKER_KEY_VAR, WORKER_PREFIX_VAR, WORKER_URL_VAR, worker_command,
+    WORKER_KEY_VAR, WORKER_PREFETCH_VAR, WORKER_PREFIX_VAR, WORKER_URL_VAR, worker_command,
 };
 
 /// Consumes futures as they complete; see the [crate docs](crate#join_completed).

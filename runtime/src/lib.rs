@@ -30,7 +30,7 @@ pub use process::entry::init;
 #[cfg(feature = "redis")]
 pub use redis::{
     RedisBuilder, RedisExecutor, WORKER_CA_FILE_VAR, WORKER_CLAIM_IDLE_VAR, WORKER_CONCURRENCY_VAR,
-    WORKER_KEY_VAR, WORKER_PREFIX_VAR, WORKER_URL_VAR, worker_command,
+    WORKER_KEY_VAR, WORKER_PREFETCH_VAR, WORKER_PREFIX_VAR, WORKER_URL_VAR, worker_command,
 };
 pub use task::{ErasedTask, Task, check_task_names};
 pub use waiting::{

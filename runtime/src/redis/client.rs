@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, Sender};
 use redis::Value;
 use redis::streams::StreamReadReply;
 
@@ -76,6 +77,9 @@ const RESULT_POLL: Duration = Duration::from_millis(200);
 /// ```
 pub struct RedisExecutor {
     shared: Arc<Shared>,
+    /// To the sender thread, which adds tasks to the stream in batches; `None` once shut down.
+    outbox: Mutex<Option<Sender<Vec<Outgoing>>>>,
+    sender: Mutex<Option<JoinHandle<()>>>,
     results: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -210,6 +214,18 @@ impl RedisBuilder {
             next: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
         });
+        let send_link = Link::new(client.clone(), Duration::from_secs(30))
+            .on_connect(super::prepare_hook(&shared.keys));
+        let (outbox, to_send) = crossbeam_channel::unbounded();
+        let sender = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("cf-redis-send".to_owned())
+                .spawn(move || send_loop(&shared, send_link, &to_send))
+                .map_err(|e| Error::Broken {
+                    reason: format!("cannot start the sender thread: {e}"),
+                })?
+        };
         let results_link = Link::new(client, RESULT_POLL + Duration::from_secs(30));
         let thread_shared = Arc::clone(&shared);
         let results = std::thread::Builder::new()
@@ -220,6 +236,8 @@ impl RedisBuilder {
             })?;
         Ok(RedisExecutor {
             shared,
+            outbox: Mutex::new(Some(outbox)),
+            sender: Mutex::new(Some(sender)),
             results: Mutex::new(Some(results)),
         })
     }
@@ -396,44 +414,14 @@ impl RedisExecutor {
         if outgoing.is_empty() {
             return futures;
         }
-        if let Err(error) = self.send(&outgoing) {
-            let mut pending = lock(&shared.pending);
-            for task in &outgoing {
-                if let Some(future) = pending.futures.remove(&task.id) {
-                    future.fail(error.clone());
-                }
-            }
-            if pending.futures.is_empty() {
-                shared.all_done.notify_all();
-            }
+        let unsent = match lock(&self.outbox).as_ref() {
+            Some(outbox) => outbox.send(outgoing).err().map(|e| e.into_inner()),
+            None => Some(outgoing),
+        };
+        if let Some(unsent) = unsent {
+            fail_unsent(shared, &unsent, &Error::ShutDown);
         }
         futures
-    }
-
-    fn send(&self, outgoing: &[Outgoing]) -> Result<(), Error> {
-        let shared = &self.shared;
-        let tasks = shared.keys.tasks();
-        let mut pipe = redis::pipe();
-        for task in outgoing {
-            let cmd = pipe
-                .cmd("XADD")
-                .arg(&tasks)
-                .arg("*")
-                .arg("id")
-                .arg(&task.id)
-                .arg("reply")
-                .arg(&shared.reply)
-                .arg("body")
-                .arg(&task.body);
-            if let Some(sig) = &task.sig {
-                cmd.arg("sig").arg(sig);
-            }
-            cmd.ignore();
-        }
-        let give_up = Some(Instant::now() + shared.connect_timeout);
-        lock(&shared.submit)
-            .run(give_up, |conn| pipe.query::<()>(conn))
-            .map_err(|e| broken("cannot add tasks to the stream", &e))
     }
 
     /// See [`Executor::map`].
@@ -467,7 +455,14 @@ impl RedisExecutor {
     /// executor is resolved.
     pub fn shutdown(&self, wait: bool, _cancel_futures: bool) {
         self.shared.shut_down.store(true, Ordering::Release);
-        if !wait {
+        // The sender sends what was submitted before, then ends.
+        drop(lock(&self.outbox).take());
+        let on_result_thread = lock(&self.results)
+            .as_ref()
+            .is_some_and(|handle| handle.thread().id() == std::thread::current().id());
+        // From a done callback, which runs on the result thread: waiting would wait for
+        // ourselves. The thread ends once the last result is in.
+        if !wait || on_result_thread {
             return;
         }
         {
@@ -480,11 +475,11 @@ impl RedisExecutor {
                     .unwrap_or_else(|p| p.into_inner());
             }
         }
+        if let Some(handle) = lock(&self.sender).take() {
+            let _ = handle.join();
+        }
         if let Some(handle) = lock(&self.results).take() {
-            // A done callback of one of our futures runs on the result thread.
-            if handle.thread().id() != std::thread::current().id() {
-                let _ = handle.join();
-            }
+            let _ = handle.join();
         }
     }
 
@@ -541,6 +536,70 @@ impl fmt::Debug for RedisExecutor {
             .field("id", &self.shared.client_id)
             .field("pending", &lock(&self.shared.pending).futures.len())
             .finish_non_exhaustive()
+    }
+}
+
+/// The most tasks the sender adds in one round trip.
+const SEND_BATCH: usize = 4096;
+
+/// The sender thread: adds submitted tasks to the stream, as many per round trip as have
+/// been submitted meanwhile, so a loop of `submit` calls is not one round trip each. Ends
+/// when the executor is shut down and everything submitted is sent.
+fn send_loop(shared: &Shared, mut link: Link, to_send: &Receiver<Vec<Outgoing>>) {
+    while let Ok(mut batch) = to_send.recv() {
+        while batch.len() < SEND_BATCH {
+            match to_send.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = send(shared, &mut link, &batch) {
+            fail_unsent(shared, &batch, &error);
+        }
+    }
+}
+
+/// Adds `outgoing` to the task stream in one round trip.
+fn send(shared: &Shared, link: &mut Link, outgoing: &[Outgoing]) -> Result<(), Error> {
+    let tasks = shared.keys.tasks();
+    let mut pipe = redis::pipe();
+    for task in outgoing {
+        let cmd = pipe
+            .cmd("XADD")
+            .arg(&tasks)
+            .arg("*")
+            .arg("id")
+            .arg(&task.id)
+            .arg("reply")
+            .arg(&shared.reply)
+            .arg("body")
+            .arg(&task.body);
+        if let Some(sig) = &task.sig {
+            cmd.arg("sig").arg(sig);
+        }
+        cmd.ignore();
+    }
+    let give_up = Some(Instant::now() + shared.connect_timeout);
+    link.run(give_up, |conn| pipe.query::<()>(conn))
+        .map_err(|e| broken("cannot add tasks to the stream", &e))
+}
+
+/// Fails the futures of tasks that never reached the stream.
+fn fail_unsent(shared: &Shared, unsent: &[Outgoing], error: &Error) {
+    let failed: Vec<Box<dyn Resolve>> = {
+        let mut pending = lock(&shared.pending);
+        let failed = unsent
+            .iter()
+            .filter_map(|task| pending.futures.remove(&task.id))
+            .collect();
+        if pending.futures.is_empty() {
+            shared.all_done.notify_all();
+        }
+        failed
+    };
+    // Outside the lock: failing runs done callbacks.
+    for future in failed {
+        future.fail(error.clone());
     }
 }
 

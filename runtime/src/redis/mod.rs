@@ -19,7 +19,7 @@ pub use client::{RedisBuilder, RedisExecutor};
 pub(crate) use launch::take_worker_url;
 pub use launch::{
     WORKER_CA_FILE_VAR, WORKER_CLAIM_IDLE_VAR, WORKER_CONCURRENCY_VAR, WORKER_KEY_VAR,
-    WORKER_PREFIX_VAR, WORKER_URL_VAR, worker_command,
+    WORKER_PREFETCH_VAR, WORKER_PREFIX_VAR, WORKER_URL_VAR, worker_command,
 };
 pub(crate) use worker::run as run_worker;
 

@@ -12,8 +12,9 @@
 //!   time) and claims the tasks of workers that stopped (`XAUTOCLAIM`), which it re-runs,
 //!   fails with `WorkerDied`, or moves to the dead-letter stream.
 //!
-//! The worker holds at most twice its concurrency in tasks, so that the local pool always has
-//! the next task at hand, and the tasks a dead worker takes with it are few.
+//! The worker holds at most its concurrency plus its prefetch in tasks (by default twice its
+//! concurrency), so that the local pool has the next task at hand, and the tasks a dead
+//! worker takes with it are few.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
@@ -129,7 +130,7 @@ fn serve(config: WorkerConfig) -> Result<(), String> {
         keys,
         key: config.key,
         claim_idle: config.claim_idle,
-        capacity: config.concurrency.saturating_mul(2),
+        capacity: config.concurrency.saturating_add(config.prefetch),
         pool,
         held: Mutex::new(Held::default()),
         room: Condvar::new(),
@@ -302,6 +303,12 @@ impl Worker {
         let key = self.key.clone();
         future.add_done_callback(move |future| {
             let outcome = future.result();
+            if let Err(Error::Broken { reason }) = &outcome {
+                // The local pool cannot run anything: stop taking tasks, rather than fail
+                // them all. What this worker holds goes to other workers once unclaimed.
+                say(&format!("the local pool is broken, exiting: {reason}"));
+                process::exit(EXIT_GAVE_UP);
+            }
             let value = envelope::encode_result(key.as_ref(), &entry.id, &outcome);
             let _ = finished.send(Done {
                 entry: entry.entry,
@@ -429,21 +436,8 @@ fn keep_loop(worker: &Worker, mut link: Link) {
     loop {
         // A timer, not synchronisation: the heartbeat's period.
         std::thread::sleep(period);
-        let held: Vec<String> = lock(&worker.held).entries.iter().cloned().collect();
-        if !held.is_empty() {
-            let beat = link.run(None, |conn| {
-                redis::cmd("XCLAIM")
-                    .arg(&worker.tasks)
-                    .arg(GROUP)
-                    .arg(&worker.consumer)
-                    .arg(0)
-                    .arg(&held)
-                    .arg("JUSTID")
-                    .query::<Value>(conn)
-            });
-            if let Err(error) = beat {
-                tracing::warn!(%error, "heartbeat failed");
-            }
+        if let Err(error) = heartbeat(worker, &mut link) {
+            tracing::warn!(%error, "heartbeat failed");
         }
         if let Err(error) = claim_stopped(worker, &mut link, &idle_ms) {
             tracing::warn!(%error, "cannot claim the tasks of stopped workers");
@@ -452,6 +446,44 @@ fn keep_loop(worker: &Worker, mut link: Link) {
             tracing::debug!(%error, "cannot remove stopped consumers");
         }
     }
+}
+
+/// Resets the idle time of the tasks this worker holds and still owns. A task another worker
+/// claimed meanwhile (this one was too slow to heartbeat) is left to it: `XCLAIM` would take
+/// it back, whoever owns it.
+fn heartbeat(worker: &Worker, link: &mut Link) -> redis::RedisResult<()> {
+    let held: HashSet<String> = lock(&worker.held).entries.clone();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let owned: Value = link.run(None, |conn| {
+        redis::cmd("XPENDING")
+            .arg(&worker.tasks)
+            .arg(GROUP)
+            .arg("-")
+            .arg("+")
+            .arg(held.len())
+            .arg(&worker.consumer)
+            .query(conn)
+    })?;
+    let beat: Vec<String> = pending_owners(&owned)
+        .into_keys()
+        .filter(|entry| held.contains(entry))
+        .collect();
+    if beat.is_empty() {
+        return Ok(());
+    }
+    link.run(None, |conn| {
+        redis::cmd("XCLAIM")
+            .arg(&worker.tasks)
+            .arg(GROUP)
+            .arg(&worker.consumer)
+            .arg(0)
+            .arg(&beat)
+            .arg("JUSTID")
+            .query::<Value>(conn)
+    })
+    .map(drop)
 }
 
 /// Removes the consumers of stopped workers once their tasks are claimed: every process start
