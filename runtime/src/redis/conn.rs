@@ -23,6 +23,8 @@ pub(crate) struct Link {
     /// Run on every new connection, before the command is retried (creating the consumer
     /// group, which a server restarted without persistence has lost).
     on_connect: Option<Hook>,
+    /// Connections made so far: a caller can tell that a reply may have been lost.
+    connects: u64,
 }
 
 impl std::fmt::Debug for Link {
@@ -41,7 +43,14 @@ impl Link {
             conn: None,
             read_timeout,
             on_connect: None,
+            connects: 0,
         }
+    }
+
+    /// How many connections this link has made: a change across a call means the call was
+    /// retried on a new connection, and a reply to the first attempt may have been lost.
+    pub(crate) fn connects(&self) -> u64 {
+        self.connects
     }
 
     pub(crate) fn on_connect(mut self, hook: Hook) -> Self {
@@ -58,6 +67,7 @@ impl Link {
                 hook(&mut conn)?;
             }
             self.conn = Some(conn);
+            self.connects += 1;
         }
         Ok(self.conn.as_mut().expect("connected just above"))
     }

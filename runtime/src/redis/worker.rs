@@ -180,9 +180,19 @@ fn spawn(
 }
 
 /// Reads new tasks while there is room for them.
+///
+/// After a reconnection it first reads this worker's own pending entries (`0` instead of
+/// `>`): a delivery whose reply was lost with the old connection is pending under this
+/// worker's name, and would otherwise wait for another worker to claim it as a lost one.
 fn read_loop(worker: &Worker, mut link: Link) {
     let block_ms = READ_BLOCK.as_millis().to_string();
+    let mut connects = link.connects();
     loop {
+        if link.connects() != connects {
+            connects = link.connects();
+            recover_own(worker, &mut link);
+            continue;
+        }
         let room = {
             let mut held = lock(&worker.held);
             while held.entries.len() >= worker.capacity {
@@ -222,11 +232,47 @@ fn read_loop(worker: &Worker, mut link: Link) {
     }
 }
 
+/// Takes the entries pending under this worker's name that it does not hold.
+fn recover_own(worker: &Worker, link: &mut Link) {
+    let count = worker.capacity.saturating_mul(2).saturating_add(100);
+    let read = link.run(None, |conn| {
+        redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(GROUP)
+            .arg(&worker.consumer)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&worker.tasks)
+            .arg("0")
+            .query::<Option<StreamReadReply>>(conn)
+    });
+    let read = match read {
+        Ok(read) => read,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read this worker's pending tasks");
+            return;
+        }
+    };
+    let held = lock(&worker.held).entries.clone();
+    for stream in read.into_iter().flat_map(|r| r.keys) {
+        for entry in stream.ids {
+            if !held.contains(&entry.id) {
+                tracing::info!(entry = %entry.id, "recovered a delivery lost with a connection");
+                worker.take(entry, None);
+            }
+        }
+    }
+}
+
 impl Worker {
     /// Takes one delivered task: checks it, then runs it, or finishes it at once (rejected,
     /// over its delivery limit, or lost with a worker and not idempotent). `claimed` is the
     /// delivery count and the previous owner of a task claimed from another worker.
     fn take(&self, raw: StreamId, claimed: Option<(u64, String)>) {
+        // Held until the finisher has acknowledged it, whatever happens to it here, so that
+        // neither a heartbeat nor a recovery read takes it as someone else's.
+        lock(&self.held).entries.insert(raw.id.clone());
         let Some(entry) = read_entry(&raw) else {
             tracing::warn!(entry = %raw.id, "malformed task entry, dropped to the dead letters");
             self.finish(Done {
@@ -297,7 +343,6 @@ impl Worker {
     }
 
     fn run(&self, entry: Entry, settings: Settings, call: Vec<u8>) {
-        lock(&self.held).entries.insert(entry.entry.clone());
         let future = self.pool.submit_encoded(call, settings.timeout);
         let finished = self.finished.clone();
         let key = self.key.clone();
@@ -462,7 +507,8 @@ fn heartbeat(worker: &Worker, link: &mut Link) -> redis::RedisResult<()> {
             .arg(GROUP)
             .arg("-")
             .arg("+")
-            .arg(held.len())
+            // Room for entries pending here that are not held (a delivery being recovered).
+            .arg(held.len() + 100)
             .arg(&worker.consumer)
             .query(conn)
     })?;
@@ -531,10 +577,9 @@ fn claim_stopped(worker: &Worker, link: &mut Link, idle_ms: &str) -> redis::Redi
             .query(conn)
     })?;
     let owners = pending_owners(&before);
-    if owners
-        .iter()
-        .all(|(_, (owner, _))| *owner == worker.consumer)
-    {
+    let mine: HashSet<String> = lock(&worker.held).entries.clone();
+    // Nothing idle but what this worker runs (its heartbeat was late): nothing to claim.
+    if owners.keys().all(|entry| mine.contains(entry)) {
         return Ok(());
     }
     let claimed: StreamAutoClaimReply = link.run(None, |conn| {
@@ -548,7 +593,6 @@ fn claim_stopped(worker: &Worker, link: &mut Link, idle_ms: &str) -> redis::Redi
             .arg(CLAIM_BATCH)
             .query(conn)
     })?;
-    let mine: HashSet<String> = lock(&worker.held).entries.clone();
     for entry in claimed.claimed {
         // Our own task, idle only because the heartbeat was late: it is running here.
         if mine.contains(&entry.id) {
