@@ -1,8 +1,8 @@
 //! `RedisExecutor` when things go wrong, against a real `redis-server` each test starts: a
 //! worker killed mid-task (an idempotent task finishes on another worker, any other fails
 //! with `WorkerDied`; either way the future resolves once), a poison task reaching the
-//! dead-letter stream, tasks with a wrong or missing signature rejected, and Redis restarted
-//! mid-run with nothing lost.
+//! dead-letter stream, tasks with a wrong or missing signature rejected, and Redis killed and
+//! restarted mid-run (append-only file on) with nothing lost.
 //!
 //! Nothing here sleeps: tasks report on a Redis list that the test waits on (`BLPOP`), and
 //! wait on another that the test pushes to.
@@ -256,17 +256,40 @@ fn tasks_with_a_wrong_or_missing_signature_are_rejected_before_they_run() {
             reason: "the task is not signed, and this worker requires a signature".to_owned()
         })
     );
+    // A forged entry whose body is not even a task: rejected for its signature, so the
+    // worker never tried to decode it (that would say "malformed task body").
+    let mut conn = server.connection();
+    let _: String = redis::cmd("XADD")
+        .arg("cf:tasks")
+        .arg("*")
+        .arg("id")
+        .arg("forged-1")
+        .arg("reply")
+        .arg("cf:reply:nobody")
+        .arg("body")
+        .arg(&b"\xff\x00 not a task"[..])
+        .arg("sig")
+        .arg("00".repeat(32))
+        .query(&mut conn)
+        .unwrap();
+    let forged = signed.reattach::<SquareNumber>("forged-1");
+    assert_eq!(
+        forged.result(),
+        Err(Error::DeadLetter {
+            reason: "the task's signature does not match this worker's key".to_owned()
+        })
+    );
     let dead: Vec<String> = signed
         .dead_letters()
         .unwrap()
         .into_iter()
         .map(|(id, _)| id)
         .collect();
-    assert_eq!(dead, ["wrong-1", "unsigned-1"]);
+    assert_eq!(dead, ["wrong-1", "unsigned-1", "forged-1"]);
 }
 
 #[test]
-fn nothing_is_lost_when_redis_restarts_mid_run() {
+fn nothing_is_lost_when_redis_is_killed_and_restarted_mid_run() {
     let mut server = RedisServer::start(true);
     let url = server.url();
     let _workers = Workers::start(&url, 2, 2, &[]);
@@ -284,7 +307,7 @@ fn nothing_is_lost_when_redis_restarts_mid_run() {
         .unwrap();
 
     // One task is running and others are queued or in flight while the server goes away.
-    server.restart();
+    server.crash_and_restart();
     let after: Vec<Future<u64>> = (300..600)
         .map(|i| executor.submit(square_number(i)))
         .collect();

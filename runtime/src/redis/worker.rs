@@ -16,7 +16,7 @@
 //! concurrency), so that the local pool has the next task at hand, and the tasks a dead
 //! worker takes with it are few.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::Write;
 use std::process;
 use std::time::Duration;
@@ -45,6 +45,10 @@ const FINISH_BATCH: usize = 256;
 
 /// Tasks claimed from stopped workers per pass of the keeper.
 const CLAIM_BATCH: usize = 64;
+
+/// How many finished entries a worker remembers (see [`Held::finished`]): far more than can
+/// finish during one read of its pending entries.
+const REMEMBER_FINISHED: usize = 1 << 16;
 
 /// A consumer idle this many claim periods, with nothing pending, is a stopped worker's.
 const STALE_CONSUMER_FACTOR: u32 = 10;
@@ -83,6 +87,29 @@ struct Held {
     /// The stream entries this worker holds (running or waiting in the local pool), to
     /// heartbeat.
     entries: HashSet<String>,
+    /// Entries recently finished, newest last: a read of this worker's pending entries that
+    /// raced with their acknowledgement must not take them again.
+    finished: VecDeque<String>,
+    finished_set: HashSet<String>,
+}
+
+impl Held {
+    /// Whether `entry` is held or was finished lately.
+    fn knows(&self, entry: &str) -> bool {
+        self.entries.contains(entry) || self.finished_set.contains(entry)
+    }
+
+    fn release(&mut self, entry: &str) {
+        if self.entries.remove(entry) {
+            if self.finished.len() == REMEMBER_FINISHED {
+                if let Some(oldest) = self.finished.pop_front() {
+                    self.finished_set.remove(&oldest);
+                }
+            }
+            self.finished.push_back(entry.to_owned());
+            self.finished_set.insert(entry.to_owned());
+        }
+    }
 }
 
 /// A task's outcome, on its way to Redis.
@@ -254,10 +281,11 @@ fn recover_own(worker: &Worker, link: &mut Link) {
             return;
         }
     };
-    let held = lock(&worker.held).entries.clone();
     for stream in read.into_iter().flat_map(|r| r.keys) {
         for entry in stream.ids {
-            if !held.contains(&entry.id) {
+            // Checked now, not before the read: an entry acknowledged meanwhile is in
+            // `finished`, one claimed meanwhile by the keeper in `entries`.
+            if !lock(&worker.held).knows(&entry.id) {
                 tracing::info!(entry = %entry.id, "recovered a delivery lost with a connection");
                 worker.take(entry, None);
             }
@@ -467,7 +495,7 @@ fn finish_loop(worker: &Worker, mut link: Link, to_finish: &Receiver<Done>) {
         }
         let mut held = lock(&worker.held);
         for done in &batch {
-            held.entries.remove(&done.entry);
+            held.release(&done.entry);
         }
         drop(held);
         worker.room.notify_all();
