@@ -117,7 +117,15 @@ fn panics_and_timeouts_fail_their_futures_as_in_the_process_pool() {
             timeout: Duration::from_millis(300)
         })
     );
-    // The worker lives on: its local pool replaced the killed process.
+    assert_eq!(
+        executor
+            .submit_with_timeout(hang_forever(), Duration::from_millis(200))
+            .result(),
+        Err(Error::TaskTimedOut {
+            timeout: Duration::from_millis(200)
+        })
+    );
+    // The worker lives on: its local pool replaced the killed processes.
     assert_eq!(executor.submit(square_number(3)).result(), Ok(9));
 }
 

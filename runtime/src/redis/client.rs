@@ -342,7 +342,17 @@ impl RedisExecutor {
     /// second task with the id of a stored result resolves with that result). A restarted
     /// program gets the result back with [`reattach`](Self::reattach).
     pub fn submit_as<T: Task>(&self, id: impl Into<String>, task: T) -> Future<T::Output> {
-        self.submit_all(vec![(id.into(), task)])
+        self.submit_all(vec![(id.into(), task)], None)
+            .pop()
+            .expect("one future per task")
+    }
+
+    /// Like [`submit`](Self::submit), with this call's own timeout: once the task has run
+    /// this long, the worker kills the local process running it and the future fails with
+    /// [`Error::TaskTimedOut`], as in the process pool.
+    pub fn submit_with_timeout<T: Task>(&self, task: T, timeout: Duration) -> Future<T::Output> {
+        let id = self.next_id();
+        self.submit_all(vec![(id, task)], Some(timeout))
             .pop()
             .expect("one future per task")
     }
@@ -369,7 +379,11 @@ impl RedisExecutor {
 
     /// Sends tasks in one round trip and registers their futures first, so that a result
     /// cannot arrive before its future is known.
-    fn submit_all<T: Task>(&self, tasks: Vec<(String, T)>) -> Vec<Future<T::Output>> {
+    fn submit_all<T: Task>(
+        &self,
+        tasks: Vec<(String, T)>,
+        timeout: Option<Duration>,
+    ) -> Vec<Future<T::Output>> {
         let shared = &self.shared;
         if shared.shut_down.load(Ordering::Acquire) {
             return tasks
@@ -391,7 +405,7 @@ impl RedisExecutor {
                     idempotent: task.idempotent(),
                     max_deliveries: shared.max_deliveries,
                     result_ttl: u32::try_from(shared.result_ttl.as_secs()).unwrap_or(u32::MAX),
-                    timeout: task.timeout().or(shared.task_timeout),
+                    timeout: timeout.or(task.timeout()).or(shared.task_timeout),
                 };
                 let body = envelope::encode_body(settings, &call);
                 let sig = shared
@@ -515,7 +529,7 @@ impl Executor for RedisExecutor {
 
     fn __submit_chunk<T: Task>(&self, tasks: Vec<T>) -> Vec<Future<T::Output>> {
         let named = tasks.into_iter().map(|t| (self.next_id(), t)).collect();
-        self.submit_all(named)
+        self.submit_all(named, None)
     }
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
