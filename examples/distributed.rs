@@ -58,7 +58,14 @@ fn main() -> ExitCode {
     concurrent_futures::init(); // the workers enter here and never return
     let mut local = Vec::new();
     let url = match std::env::args().nth(1) {
-        Some(url) => url,
+        Some(url) => {
+            println!(
+                "using the workers attached to {url}; start one on any host with \
+                 CONCURRENT_FUTURES_REDIS_WORKER={url} {}",
+                std::env::args().next().unwrap_or_default()
+            );
+            url
+        }
         None => match start_local() {
             Ok((url, children)) => {
                 local = children;
