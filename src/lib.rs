@@ -123,6 +123,51 @@
 //!
 //! An arm's `break` or `continue` would act on the macro's own loop; leave arms with `?` or
 //! `return`.
+//!
+//! # Distributed (Redis)
+//!
+//! With the `redis` feature, `RedisExecutor` runs the same tasks on workers attached to a
+//! Redis server (version 7), on any host. The workers are this program again: started with
+//! `CONCURRENT_FUTURES_REDIS_WORKER` naming the server, [`init`] makes the process a worker
+//! that runs up to `CONCURRENT_FUTURES_REDIS_CONCURRENCY` tasks at once, each in a process of
+//! its own local [`ProcessPoolExecutor`], so a crashing task does not take the worker down:
+//!
+//! ```text
+//! CONCURRENT_FUTURES_REDIS_WORKER=redis://redis.internal:6379/ \
+//! CONCURRENT_FUTURES_REDIS_CONCURRENCY=8 ./my-program
+//! ```
+//!
+//! Tasks go through a Redis stream and a consumer group. They are delivered **at least
+//! once**: a worker that dies or stops heartbeating has its tasks claimed by another, which
+//! runs them again if they are `#[task(idempotent)]` and fails them with
+//! [`Error::WorkerDied`] otherwise. A task delivered more often than the limit goes to the
+//! dead-letter stream and its future fails with [`Error::DeadLetter`]. Results are stored
+//! first-writer-wins under the task id, so every future resolves once; a restarted program
+//! finds its results with `RedisExecutor::reattach`. Timeouts and panics are the process
+//! pool's. The URL may carry a password and use TLS (`rediss://`); a shared signing key
+//! (`RedisBuilder::signing_key`, `CONCURRENT_FUTURES_REDIS_KEY` for workers) signs every
+//! task with HMAC-SHA256, and workers reject unsigned or mis-signed tasks before decoding
+//! them.
+//!
+//! ```no_run
+//! # #[cfg(feature = "redis")] {
+//! use concurrent_futures::{RedisExecutor, as_completed, task};
+//!
+//! #[task(idempotent)]
+//! fn square_number(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! fn main() {
+//!     concurrent_futures::init(); // a worker enters here and never returns
+//!     let executor = RedisExecutor::connect("redis://127.0.0.1:6379/").unwrap();
+//!     let futures: Vec<_> = (0..10).map(|i| executor.submit(square_number(i))).collect();
+//!     for future in as_completed(&futures) {
+//!         println!("{}", future.result().unwrap());
+//!     }
+//! }
+//! # }
+//! ```
 
 pub use concurrent_futures_macros::{main, task};
 pub use concurrent_futures_runtime::{
@@ -130,6 +175,11 @@ pub use concurrent_futures_runtime::{
     Executor, Future, InitResult, Map, MapOptions, ProcessPoolBuilder, ProcessPoolExecutor,
     ReturnWhen, State, Task, ThreadPoolBuilder, ThreadPoolExecutor, Waitable, as_completed,
     as_completed_timeout, check_task_names, init, wait,
+};
+#[cfg(feature = "redis")]
+pub use concurrent_futures_runtime::{
+    RedisBuilder, RedisExecutor, WORKER_CA_FILE_VAR, WORKER_CLAIM_IDLE_VAR, WORKER_CONCURRENCY_VAR,
+    WORKER_KEY_VAR, WORKER_PREFETCH_VAR, WORKER_PREFIX_VAR, WORKER_URL_VAR, worker_command,
 };
 
 /// Consumes futures as they complete; see the [crate docs](crate#join_completed).

@@ -46,3 +46,11 @@ fn error_implements_std_error_with_lowercase_display() {
     assert_eq!(shown, "cannot schedule new futures after shutdown");
     assert!(shown.chars().next().unwrap().is_lowercase());
 }
+
+#[cfg(feature = "redis")]
+#[test]
+fn the_redis_executor_can_be_shared_between_threads() {
+    assert_send::<concurrent_futures::RedisExecutor>();
+    assert_sync::<concurrent_futures::RedisExecutor>();
+    assert_send::<concurrent_futures::RedisBuilder>();
+}

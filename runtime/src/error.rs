@@ -87,6 +87,15 @@ pub enum Error {
         /// Which argument and what it must be.
         message: String,
     },
+
+    /// No worker would run the task; it was moved to the dead-letter stream of its
+    /// distributed executor (its signature was missing or wrong, or it was delivered more
+    /// often than its limit, its workers dying each time).
+    #[error("task moved to the dead-letter stream: {reason}")]
+    DeadLetter {
+        /// Why, as recorded in the dead-letter stream.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -130,6 +139,11 @@ impl Error {
         matches!(self, Error::ShutDown)
     }
 
+    /// True for [`Error::DeadLetter`].
+    pub fn is_dead_letter(&self) -> bool {
+        matches!(self, Error::DeadLetter { .. })
+    }
+
     /// True for [`Error::InvalidState`].
     pub fn is_invalid_state(&self) -> bool {
         matches!(self, Error::InvalidState)
@@ -148,6 +162,7 @@ impl Error {
             Error::ShutDown => "shut_down",
             Error::InvalidState => "invalid_state",
             Error::InvalidArgument { .. } => "invalid_argument",
+            Error::DeadLetter { .. } => "dead_letter",
         }
     }
 }

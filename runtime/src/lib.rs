@@ -18,6 +18,8 @@ pub mod fuzzing;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod process;
+#[cfg(feature = "redis")]
+mod redis;
 mod sync;
 mod task;
 mod unwind;
@@ -31,6 +33,11 @@ pub use executor::thread_pool::{InitResult, ThreadPoolBuilder, ThreadPoolExecuto
 pub use executor::{Executor, Map, MapOptions};
 pub use future::{AwaitFuture, Future, State};
 pub use process::entry::init;
+#[cfg(feature = "redis")]
+pub use redis::{
+    RedisBuilder, RedisExecutor, WORKER_CA_FILE_VAR, WORKER_CLAIM_IDLE_VAR, WORKER_CONCURRENCY_VAR,
+    WORKER_KEY_VAR, WORKER_PREFETCH_VAR, WORKER_PREFIX_VAR, WORKER_URL_VAR, worker_command,
+};
 pub use task::{ErasedTask, Task, check_task_names};
 pub use waiting::{
     AsCompleted, AsCompletedTimeout, DoneAndNotDone, ReturnWhen, Waitable, as_completed,

@@ -42,6 +42,14 @@ pub trait Task: ErasedTask + Serialize + DeserializeOwned + Send + 'static {
         None
     }
 
+    /// Whether running the task twice is harmless: `#[task(idempotent)]`. An executor that
+    /// redelivers tasks (the `RedisExecutor`, after a worker is lost) runs an idempotent task
+    /// again and fails any other with [`Error::WorkerDied`] instead. Local pools never run a
+    /// task twice.
+    fn idempotent(&self) -> bool {
+        false
+    }
+
     /// Appends the wire form of an output to `out`. `#[task]` overrides it for `Vec<u8>`,
     /// which it sends as one byte string.
     #[doc(hidden)]

@@ -98,6 +98,13 @@ pub(crate) fn task(task: &Task<'_>) -> TokenStream {
             }
         }
     });
+    let idempotent = task.options.idempotent.then(|| {
+        quote! {
+            fn idempotent(&self) -> bool {
+                true
+            }
+        }
+    });
     let output_codec = task.output().filter(|ty| is_vec_u8(ty)).map(|_| {
         quote! {
             fn __encode_output(
@@ -182,6 +189,7 @@ pub(crate) fn task(task: &Task<'_>) -> TokenStream {
                 }
 
                 #timeout
+                #idempotent
                 #output_codec
             }
 

@@ -8,7 +8,7 @@ use syn::{Ident, ItemFn, LitStr, Path, Token};
 use crate::errors::Errors;
 
 /// The option keys, in the order error messages list them.
-const KEYS: &[&str] = &["name", "timeout", "crate"];
+const KEYS: &[&str] = &["name", "timeout", "idempotent", "crate"];
 
 /// What `#[task(...)]` was given; `None` where an option was left out or was invalid.
 #[derive(Default)]
@@ -17,6 +17,8 @@ pub(crate) struct Options {
     pub(crate) name: Option<LitStr>,
     /// `timeout = "..."`: the task's default timeout, in nanoseconds.
     pub(crate) timeout_nanos: Option<u64>,
+    /// `idempotent` or `idempotent = true`: the task may run again after a lost worker.
+    pub(crate) idempotent: bool,
     /// `crate = "..."`: the path of the facade crate.
     pub(crate) krate: Option<Path>,
 }
@@ -35,7 +37,9 @@ pub(crate) fn function(item: TokenStream) -> syn::Result<ItemFn> {
 //
 //     #[task]
 //     #[task(name = "registered::name", timeout = "10s", crate = "path::to::facade")]
+//     #[task(idempotent)]                       // the same as `idempotent = true`
 //
+// `idempotent` is the one flag: alone, or `= true` / `= false` (a bool, not a string).
 // `timeout` is a number, integer or decimal, followed by a unit among `ms`, `s`, `m` and `h`:
 // "500ms", "1.5s", "2m", "1h". An invalid entry is recorded in `errors` and skipped, so that
 // the other entries are still checked.
@@ -88,6 +92,10 @@ fn entry(input: ParseStream<'_>, options: &mut Options, seen: &mut Vec<String>) 
     }
     seen.push(key_name.clone());
 
+    if key_name == "idempotent" {
+        options.idempotent = flag(input, &key_name)?;
+        return Ok(());
+    }
     input.parse::<Token![=]>()?;
     let value = input.parse::<LitStr>().map_err(|e| {
         syn::Error::new(
@@ -125,6 +133,20 @@ fn entry(input: ParseStream<'_>, options: &mut Options, seen: &mut Vec<String>) 
         }
     }
     Ok(())
+}
+
+/// A flag's value: `true` when written alone, else the bool after `=`.
+fn flag(input: ParseStream<'_>, key_name: &str) -> syn::Result<bool> {
+    if input.is_empty() || input.peek(Token![,]) {
+        return Ok(true);
+    }
+    input.parse::<Token![=]>()?;
+    input.parse::<syn::LitBool>().map(|b| b.value).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("expected `true` or `false`: `{key_name}`, or `{key_name} = false`"),
+        )
+    })
 }
 
 /// Skips what is left of a malformed entry, up to and including the next `,`.

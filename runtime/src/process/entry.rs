@@ -19,7 +19,9 @@ pub(crate) fn started_as_worker_outside_worker_mode() -> bool {
 
 /// Call first in `main`. In the program itself it checks the task registry and returns at
 /// once; in a worker process of a [`ProcessPoolExecutor`](crate::ProcessPoolExecutor) it runs
-/// the worker loop and exits, never returning into your code.
+/// the worker loop and exits, never returning into your code. With the `redis` feature, a
+/// process started with `CONCURRENT_FUTURES_REDIS_WORKER=redis://...` becomes a worker of
+/// every `RedisExecutor` on that server, and never returns either.
 ///
 /// Everything before `init()` runs in every worker too, so put nothing before it, as with
 /// Python's `if __name__ == "__main__":`. Under `cargo test`, where the test harness owns
@@ -36,6 +38,10 @@ pub fn init() {
     if let Some(marker) = take_marker() {
         ENTERED_WORKER_MODE.store(true, Ordering::Release);
         super::worker::run(&marker);
+    }
+    #[cfg(feature = "redis")]
+    if let Some(config) = crate::redis::take_worker_url() {
+        crate::redis::run_worker(config);
     }
 }
 

@@ -34,6 +34,15 @@ pub(crate) fn summary(
     Ok((label.into_owned(), table.values().map(Vec::len).sum()))
 }
 
+/// Marked safe to run again after a lost worker, alone or with a bool.
+#[task(idempotent)]
+fn retried(x: u8) -> u8 {
+    x
+}
+
+#[task(idempotent = false, timeout = "1s")]
+fn not_retried() {}
+
 /// A `const fn` task keeps a `const` constructor.
 #[task]
 pub const fn double(x: u64) -> u64 {
@@ -60,6 +69,9 @@ fn main() {
     );
     assert_eq!(FOUR.run(), 4);
     assert!(configured(false).run());
+    assert!(retried(1).idempotent());
+    assert!(!not_retried().idempotent());
+    assert!(!nothing().idempotent());
 
     #[task]
     fn local(x: i8) -> i8 {

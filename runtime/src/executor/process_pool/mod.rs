@@ -1,6 +1,7 @@
 //! `ProcessPoolExecutor`: tasks run in worker processes that are this program started again.
 
 mod connection;
+mod raw;
 mod scheduler;
 mod worker;
 

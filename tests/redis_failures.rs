@@ -1,0 +1,327 @@
+//! `RedisExecutor` when things go wrong, against a real `redis-server` each test starts: a
+//! worker killed mid-task (an idempotent task finishes on another worker, any other fails
+//! with `WorkerDied`; either way the future resolves once), a poison task reaching the
+//! dead-letter stream, tasks with a wrong or missing signature rejected, and Redis killed and
+//! restarted mid-run (append-only file on) with nothing lost.
+//!
+//! Nothing here sleeps: tasks report on a Redis list that the test waits on (`BLPOP`), and
+//! wait on another that the test pushes to.
+
+mod redis_support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use concurrent_futures::{Error, Future, RedisExecutor, task};
+use redis_support::{RedisServer, Workers};
+
+concurrent_futures::enable_test_support!();
+
+const CLAIM_IDLE: &str = concurrent_futures::WORKER_CLAIM_IDLE_VAR;
+
+fn connect(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .expect("connection")
+}
+
+/// What a held task does: report the pid of the Redis worker running it (its local pool
+/// process's parent) on `started`, wait for an item on `gate`, return that pid.
+fn report_and_wait(url: &str) -> u32 {
+    let worker = std::os::unix::process::parent_id();
+    let mut conn = connect(url);
+    let _: () = redis::cmd("RPUSH")
+        .arg("started")
+        .arg(worker)
+        .query(&mut conn)
+        .unwrap();
+    let _: Vec<String> = redis::cmd("BLPOP")
+        .arg("gate")
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    worker
+}
+
+#[task(idempotent)]
+fn held_idempotent(url: String) -> u32 {
+    report_and_wait(&url)
+}
+
+#[task]
+fn held_once(url: String) -> u32 {
+    report_and_wait(&url)
+}
+
+/// Like `held_once`, but outlives a Redis restart: it reconnects until it gets the gate.
+#[task]
+fn held_across_restart(url: String) -> String {
+    let mut reported = false;
+    loop {
+        let attempt = redis::Client::open(url.as_str())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut conn| {
+                if !reported {
+                    redis::cmd("RPUSH")
+                        .arg("started")
+                        .arg("r")
+                        .query::<()>(&mut conn)?;
+                    reported = true;
+                }
+                redis::cmd("BLPOP")
+                    .arg("gate")
+                    .arg(0)
+                    .query::<Vec<String>>(&mut conn)
+            });
+        if attempt.is_ok() {
+            return "through the restart".to_owned();
+        }
+        // Redis is restarting: a pause before reconnecting, not synchronisation.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Kills the Redis worker running it (its parent), every time it is delivered.
+#[task(idempotent)]
+fn kill_my_worker() -> u32 {
+    let worker = std::os::unix::process::parent_id();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &worker.to_string()])
+        .status();
+    // The worker's death ends this process too (its pool socket closes).
+    std::thread::park();
+    worker
+}
+
+#[task]
+fn square_number(x: u64) -> u64 {
+    x * x
+}
+
+/// The next pid a held task reported.
+fn next_started(conn: &mut redis::Connection) -> u32 {
+    let (_, pid): (String, u32) = redis::cmd("BLPOP")
+        .arg("started")
+        .arg(0)
+        .query(conn)
+        .unwrap();
+    pid
+}
+
+/// Counts the completions of `future`.
+fn count_completions<T: Send + 'static>(future: &Future<T>) -> Arc<AtomicU32> {
+    let count = Arc::new(AtomicU32::new(0));
+    let counter = Arc::clone(&count);
+    future.add_done_callback(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    count
+}
+
+/// Pending entries of the task stream's consumer group, and entries left in it.
+fn leftovers(conn: &mut redis::Connection) -> (u64, u64) {
+    let summary: redis::Value = redis::cmd("XPENDING")
+        .arg("cf:tasks")
+        .arg("workers")
+        .query(conn)
+        .unwrap();
+    let pending = match summary {
+        redis::Value::Array(fields) => match fields.first() {
+            Some(redis::Value::Int(n)) => *n as u64,
+            other => panic!("unexpected XPENDING summary {other:?}"),
+        },
+        other => panic!("unexpected XPENDING reply {other:?}"),
+    };
+    let length: u64 = redis::cmd("XLEN").arg("cf:tasks").query(conn).unwrap();
+    (pending, length)
+}
+
+#[test]
+fn a_worker_killed_mid_task_has_its_idempotent_task_finished_by_another_once() {
+    let server = RedisServer::start(false);
+    let url = server.url();
+    let mut conn = server.connection();
+    let mut workers = Workers::start(&url, 1, 1, &[(CLAIM_IDLE, "1000")]);
+    let first = workers.0[0].id();
+    let executor = RedisExecutor::connect(&url).unwrap();
+
+    let future = executor.submit(held_idempotent(url.clone()));
+    let completions = count_completions(&future);
+    assert_eq!(next_started(&mut conn), first);
+    workers.kill(first);
+    let second = workers.add(&url, 1, &[(CLAIM_IDLE, "1000")]);
+    // The second worker claims the task once it has gone a second without a heartbeat.
+    assert_eq!(next_started(&mut conn), second);
+    let _: () = redis::cmd("RPUSH")
+        .arg("gate")
+        .arg("go")
+        .query(&mut conn)
+        .unwrap();
+
+    assert_eq!(future.result(), Ok(second));
+    drop(executor);
+    assert_eq!(completions.load(Ordering::SeqCst), 1);
+    assert_eq!(leftovers(&mut conn), (0, 0));
+}
+
+#[test]
+fn a_worker_killed_mid_task_fails_a_task_that_is_not_idempotent_with_worker_died() {
+    let server = RedisServer::start(false);
+    let url = server.url();
+    let mut conn = server.connection();
+    let mut workers = Workers::start(&url, 1, 1, &[(CLAIM_IDLE, "1000")]);
+    let first = workers.0[0].id();
+    let executor = RedisExecutor::connect(&url).unwrap();
+
+    let future = executor.submit(held_once(url.clone()));
+    let completions = count_completions(&future);
+    assert_eq!(next_started(&mut conn), first);
+    workers.kill(first);
+    workers.add(&url, 1, &[(CLAIM_IDLE, "1000")]);
+
+    assert_eq!(
+        future.result(),
+        Err(Error::WorkerDied {
+            pid: first,
+            exit_code: None,
+            signal: None
+        })
+    );
+    // Not run again: nothing else reported starting.
+    let started: u64 = redis::cmd("LLEN").arg("started").query(&mut conn).unwrap();
+    assert_eq!(started, 0);
+    drop(executor);
+    assert_eq!(completions.load(Ordering::SeqCst), 1);
+    assert_eq!(leftovers(&mut conn), (0, 0));
+}
+
+#[test]
+fn a_poison_task_reaches_the_dead_letter_stream() {
+    let server = RedisServer::start(false);
+    let url = server.url();
+    let mut conn = server.connection();
+    // Two deliveries kill two workers; the third worker dead-letters the task.
+    let _workers = Workers::start(&url, 3, 1, &[(CLAIM_IDLE, "500")]);
+    let executor = RedisExecutor::builder(&url)
+        .max_deliveries(2)
+        .build()
+        .unwrap();
+
+    let poison = executor.submit_as("poison-1", kill_my_worker());
+    let reason = match poison.result() {
+        Err(Error::DeadLetter { reason }) => reason,
+        other => panic!("expected a dead letter, got {other:?}"),
+    };
+    assert!(
+        reason.starts_with("delivered 3 times, over the limit of 2"),
+        "{reason}"
+    );
+    let dead = executor.dead_letters().unwrap();
+    assert_eq!(dead, [("poison-1".to_owned(), reason)]);
+    // The surviving worker goes on with other work.
+    assert_eq!(executor.submit(square_number(5)).result(), Ok(25));
+    assert_eq!(leftovers(&mut conn), (0, 0));
+}
+
+#[test]
+fn tasks_with_a_wrong_or_missing_signature_are_rejected_before_they_run() {
+    let server = RedisServer::start(false);
+    let url = server.url();
+    let _workers = Workers::start(
+        &url,
+        1,
+        1,
+        &[(concurrent_futures::WORKER_KEY_VAR, "the right key")],
+    );
+    let signed = RedisExecutor::builder(&url)
+        .signing_key("the right key")
+        .build()
+        .unwrap();
+    let wrong = RedisExecutor::builder(&url)
+        .signing_key("a wrong key")
+        .build()
+        .unwrap();
+    let unsigned = RedisExecutor::connect(&url).unwrap();
+
+    assert_eq!(signed.submit(square_number(4)).result(), Ok(16));
+    assert_eq!(
+        wrong.submit_as("wrong-1", square_number(4)).result(),
+        Err(Error::DeadLetter {
+            reason: "the task's signature does not match this worker's key".to_owned()
+        })
+    );
+    assert_eq!(
+        unsigned.submit_as("unsigned-1", square_number(4)).result(),
+        Err(Error::DeadLetter {
+            reason: "the task is not signed, and this worker requires a signature".to_owned()
+        })
+    );
+    // A forged entry whose body is not even a task: rejected for its signature, so the
+    // worker never tried to decode it (that would say "malformed task body").
+    let mut conn = server.connection();
+    let _: String = redis::cmd("XADD")
+        .arg("cf:tasks")
+        .arg("*")
+        .arg("id")
+        .arg("forged-1")
+        .arg("reply")
+        .arg("cf:reply:nobody")
+        .arg("body")
+        .arg(&b"\xff\x00 not a task"[..])
+        .arg("sig")
+        .arg("00".repeat(32))
+        .query(&mut conn)
+        .unwrap();
+    let forged = signed.reattach::<SquareNumber>("forged-1");
+    assert_eq!(
+        forged.result(),
+        Err(Error::DeadLetter {
+            reason: "the task's signature does not match this worker's key".to_owned()
+        })
+    );
+    let dead: Vec<String> = signed
+        .dead_letters()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(dead, ["wrong-1", "unsigned-1", "forged-1"]);
+}
+
+#[test]
+fn nothing_is_lost_when_redis_is_killed_and_restarted_mid_run() {
+    let mut server = RedisServer::start(true);
+    let url = server.url();
+    let _workers = Workers::start(&url, 2, 2, &[]);
+    let executor = RedisExecutor::connect(&url).unwrap();
+
+    let across = executor.submit(held_across_restart(url.clone()));
+    let before: Vec<Future<u64>> = (0..300)
+        .map(|i| executor.submit(square_number(i)))
+        .collect();
+    let mut conn = server.connection();
+    let _: (String, String) = redis::cmd("BLPOP")
+        .arg("started")
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+
+    // One task is running and others are queued or in flight while the server goes away.
+    server.crash_and_restart();
+    let after: Vec<Future<u64>> = (300..600)
+        .map(|i| executor.submit(square_number(i)))
+        .collect();
+    let mut conn = server.connection();
+    let _: () = redis::cmd("RPUSH")
+        .arg("gate")
+        .arg("go")
+        .query(&mut conn)
+        .unwrap();
+
+    assert_eq!(across.result(), Ok("through the restart".to_owned()));
+    for (i, future) in before.iter().chain(&after).enumerate() {
+        assert_eq!(future.result(), Ok((i as u64) * (i as u64)));
+    }
+    drop(executor);
+    assert_eq!(leftovers(&mut conn), (0, 0));
+}
