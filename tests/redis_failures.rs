@@ -1,8 +1,9 @@
 //! `RedisExecutor` when things go wrong, against a real `redis-server` each test starts: a
 //! worker killed mid-task (an idempotent task finishes on another worker, any other fails
 //! with `WorkerDied`; either way the future resolves once), a poison task reaching the
-//! dead-letter stream, tasks with a wrong or missing signature rejected, and Redis killed and
-//! restarted mid-run (append-only file on) with nothing lost.
+//! dead-letter stream, tasks with a wrong or missing signature rejected, Redis killed and
+//! restarted mid-run (append-only file on) with nothing lost, and a stopped worker's consumer
+//! removed from the group.
 //!
 //! Nothing here sleeps: tasks report on a Redis list that the test waits on (`BLPOP`), and
 //! wait on another that the test pushes to.
@@ -324,4 +325,55 @@ fn nothing_is_lost_when_redis_is_killed_and_restarted_mid_run() {
     }
     drop(executor);
     assert_eq!(leftovers(&mut conn), (0, 0));
+}
+
+#[test]
+fn the_consumer_of_a_stopped_worker_is_removed() {
+    let server = RedisServer::start(false);
+    let url = server.url();
+    let mut conn = server.connection();
+    // Removing a consumer publishes a keyspace event: the test waits on it, not on a clock.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("Et")
+        .query(&mut conn)
+        .unwrap();
+    let mut events = server.connection();
+    events
+        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    let mut pubsub = events.as_pubsub();
+    pubsub
+        .subscribe("__keyevent@0__:xgroup-delconsumer")
+        .unwrap();
+
+    let mut workers = Workers::start(&url, 1, 1, &[]);
+    let first = workers.0[0].id();
+    let executor = RedisExecutor::connect(&url).unwrap();
+    // Ran by the first worker: its consumer exists, with nothing pending.
+    assert_eq!(executor.submit(square_number(2)).result(), Ok(4));
+    workers.kill(first);
+    // Removes consumers idle ten claim periods (here 50 ms each) with nothing pending.
+    workers.add(&url, 1, &[(CLAIM_IDLE, "50")]);
+
+    let event = pubsub
+        .get_message()
+        .expect("a consumer removed within 120 s");
+    assert_eq!(event.get_payload::<String>().unwrap(), "cf:tasks");
+    let consumers: redis::streams::StreamInfoConsumersReply = redis::cmd("XINFO")
+        .arg("CONSUMERS")
+        .arg("cf:tasks")
+        .arg("workers")
+        .query(&mut conn)
+        .unwrap();
+    let names: Vec<String> = consumers.consumers.into_iter().map(|c| c.name).collect();
+    assert!(
+        names
+            .iter()
+            .all(|name| !name.contains(&format!(":{first}:"))),
+        "{names:?}"
+    );
+    // The live worker still serves.
+    assert_eq!(executor.submit(square_number(3)).result(), Ok(9));
 }

@@ -1,8 +1,9 @@
 //! Tasks through Redis Streams, with workers on any host (the `redis` feature).
 //!
-//! - `client`: [`RedisExecutor`], which adds tasks to a stream and completes futures from
-//!   the results its workers announce;
-//! - `worker`: what `init()` runs in a process started with [`WORKER_URL_VAR`];
+//! - `client`: [`RedisExecutor`], whose sender thread adds tasks to a stream and whose
+//!   result thread completes futures from the results its workers announce;
+//! - `worker`: what `init()` runs in a process started with [`WORKER_URL_VAR`] (its reader
+//!   and finisher; `worker/keeper`: heartbeats and claims);
 //! - `envelope`: the bytes of tasks and results, and their HMAC signatures;
 //! - `script`: the atomic step that stores a result, announces it and acknowledges the task;
 //! - `conn`: a connection that outlives a Redis restart; `keys`: the key names.

@@ -2,6 +2,9 @@
 //! read through a consumer group; a thread of the executor reads the announcements of their
 //! results and completes the futures.
 
+mod results;
+mod sender;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
@@ -9,9 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use redis::Value;
-use redis::streams::StreamReadReply;
+use crossbeam_channel::Sender;
 
 use super::conn::Link;
 use super::envelope::{self, Key, Settings};
@@ -221,7 +222,7 @@ impl RedisBuilder {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("cf-redis-send".to_owned())
-                .spawn(move || send_loop(&shared, send_link, &to_send))
+                .spawn(move || sender::send_loop(&shared, send_link, &to_send))
                 .map_err(|e| Error::Broken {
                     reason: format!("cannot start the sender thread: {e}"),
                 })?
@@ -230,7 +231,7 @@ impl RedisBuilder {
         let thread_shared = Arc::clone(&shared);
         let results = std::thread::Builder::new()
             .name("cf-redis-results".to_owned())
-            .spawn(move || read_results(&thread_shared, results_link))
+            .spawn(move || results::read_results(&thread_shared, results_link))
             .map_err(|e| Error::Broken {
                 reason: format!("cannot start the result thread: {e}"),
             })?;
@@ -433,7 +434,7 @@ impl RedisExecutor {
             None => Some(outgoing),
         };
         if let Some(unsent) = unsent {
-            fail_unsent(shared, &unsent, &Error::ShutDown);
+            sender::fail_unsent(shared, &unsent, &Error::ShutDown);
         }
         futures
     }
@@ -554,180 +555,6 @@ impl fmt::Debug for RedisExecutor {
             .field("id", &self.shared.client_id)
             .field("pending", &lock(&self.shared.pending).futures.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// The most tasks the sender adds in one round trip.
-const SEND_BATCH: usize = 4096;
-
-/// The sender thread: adds submitted tasks to the stream, as many per round trip as have
-/// been submitted meanwhile, so a loop of `submit` calls is not one round trip each. Ends
-/// when the executor is shut down and everything submitted is sent.
-fn send_loop(shared: &Shared, mut link: Link, to_send: &Receiver<Vec<Outgoing>>) {
-    while let Ok(mut batch) = to_send.recv() {
-        while batch.len() < SEND_BATCH {
-            match to_send.try_recv() {
-                Ok(more) => batch.extend(more),
-                Err(_) => break,
-            }
-        }
-        if let Err(error) = send(shared, &mut link, &batch) {
-            fail_unsent(shared, &batch, &error);
-        }
-    }
-}
-
-/// Adds `outgoing` to the task stream in one round trip.
-fn send(shared: &Shared, link: &mut Link, outgoing: &[Outgoing]) -> Result<(), Error> {
-    let tasks = shared.keys.tasks();
-    let mut pipe = redis::pipe();
-    for task in outgoing {
-        let cmd = pipe
-            .cmd("XADD")
-            .arg(&tasks)
-            .arg("*")
-            .arg("id")
-            .arg(&task.id)
-            .arg("reply")
-            .arg(&shared.reply)
-            .arg("body")
-            .arg(&task.body);
-        if let Some(sig) = &task.sig {
-            cmd.arg("sig").arg(sig);
-        }
-        cmd.ignore();
-    }
-    let give_up = Some(Instant::now() + shared.connect_timeout);
-    link.run(give_up, |conn| pipe.query::<()>(conn))
-        .map_err(|e| broken("cannot add tasks to the stream", &e))
-}
-
-/// Fails the futures of tasks that never reached the stream.
-fn fail_unsent(shared: &Shared, unsent: &[Outgoing], error: &Error) {
-    let failed: Vec<Box<dyn Resolve>> = {
-        let mut pending = lock(&shared.pending);
-        let failed = unsent
-            .iter()
-            .filter_map(|task| pending.futures.remove(&task.id))
-            .collect();
-        if pending.futures.is_empty() {
-            shared.all_done.notify_all();
-        }
-        failed
-    };
-    // Outside the lock: failing runs done callbacks.
-    for future in failed {
-        future.fail(error.clone());
-    }
-}
-
-/// The result thread: reads this executor's reply stream and completes futures, until the
-/// executor is shut down and nothing is pending.
-fn read_results(shared: &Shared, mut link: Link) {
-    let mut last = "0-0".to_owned();
-    let block_ms = RESULT_POLL.as_millis().to_string();
-    loop {
-        let (idle, reattached) = {
-            let pending = lock(&shared.pending);
-            (pending.futures.is_empty(), pending.reattached.clone())
-        };
-        if idle && shared.shut_down.load(Ordering::Acquire) {
-            break;
-        }
-        let give_up = Some(Instant::now() + Duration::from_secs(1));
-        let read = link.run(give_up, |conn| {
-            redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(4096)
-                .arg("BLOCK")
-                .arg(&block_ms)
-                .arg("STREAMS")
-                .arg(&shared.reply)
-                .arg(&last)
-                .query::<Option<StreamReadReply>>(conn)
-        });
-        let read = match read {
-            Ok(read) => read,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read results from Redis; retrying");
-                continue;
-            }
-        };
-        let mut announced = Vec::new();
-        for stream in read.into_iter().flat_map(|r| r.keys) {
-            for entry in stream.ids {
-                if let (Some(Value::BulkString(id)), Some(Value::BulkString(value))) =
-                    (entry.map.get("id"), entry.map.get("v"))
-                {
-                    announced.push((String::from_utf8_lossy(id).into_owned(), value.clone()));
-                }
-                last = entry.id;
-            }
-        }
-        if !announced.is_empty() {
-            // Announcements are read once: drop them, so the stream stays short.
-            let trimmed = link.run(give_up, |conn| {
-                redis::cmd("XTRIM")
-                    .arg(&shared.reply)
-                    .arg("MINID")
-                    .arg(&last)
-                    .query::<()>(conn)
-            });
-            if let Err(error) = trimmed {
-                tracing::debug!(%error, "cannot trim the reply stream");
-            }
-        }
-        if !reattached.is_empty() {
-            let keys: Vec<String> = reattached.iter().map(|id| shared.keys.result(id)).collect();
-            let found = link.run(give_up, |conn| {
-                redis::cmd("MGET")
-                    .arg(&keys)
-                    .query::<Vec<Option<Vec<u8>>>>(conn)
-            });
-            match found {
-                Ok(values) => announced.extend(
-                    reattached
-                        .into_iter()
-                        .zip(values)
-                        .filter_map(|(id, value)| Some((id, value?))),
-                ),
-                Err(error) => tracing::debug!(%error, "cannot look up reattached results"),
-            }
-        }
-        resolve(shared, announced);
-    }
-    let _ = link.run(Some(Instant::now()), |conn| {
-        redis::cmd("DEL").arg(&shared.reply).query::<()>(conn)
-    });
-}
-
-/// Completes the futures of `announced` results; a task announced twice (it ran twice)
-/// resolves with the first, and only once.
-fn resolve(shared: &Shared, announced: Vec<(String, Vec<u8>)>) {
-    if announced.is_empty() {
-        return;
-    }
-    let mut ready = Vec::with_capacity(announced.len());
-    let now_idle = {
-        let mut pending = lock(&shared.pending);
-        for (id, value) in announced {
-            if let Some(future) = pending.futures.remove(&id) {
-                ready.push((id, value, future));
-            }
-        }
-        let Pending {
-            futures,
-            reattached,
-        } = &mut *pending;
-        reattached.retain(|id| futures.contains_key(id));
-        futures.is_empty()
-    };
-    // Outside the lock: completing runs done callbacks, which may submit.
-    for (id, value, future) in ready {
-        future.resolve(shared.key.as_ref(), &id, &value);
-    }
-    if now_idle {
-        shared.all_done.notify_all();
     }
 }
 

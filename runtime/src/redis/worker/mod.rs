@@ -16,14 +16,16 @@
 //! concurrency), so that the local pool has the next task at hand, and the tasks a dead
 //! worker takes with it are few.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+mod keeper;
+
+use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 use std::process;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use redis::Value;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamId, StreamReadReply};
 
 use super::conn::Link;
 use super::envelope::{self, Key, Settings};
@@ -43,15 +45,9 @@ const READ_BLOCK: Duration = Duration::from_secs(2);
 /// Results written per round trip, at most.
 const FINISH_BATCH: usize = 256;
 
-/// Tasks claimed from stopped workers per pass of the keeper.
-const CLAIM_BATCH: usize = 64;
-
 /// How many finished entries a worker remembers (see [`Held::finished`]): far more than can
 /// finish during one read of its pending entries.
 const REMEMBER_FINISHED: usize = 1 << 16;
-
-/// A consumer idle this many claim periods, with nothing pending, is a stopped worker's.
-const STALE_CONSUMER_FACTOR: u32 = 10;
 
 /// The result TTL of a task whose body cannot be read (rejected before decoding).
 const FALLBACK_TTL_SECS: u32 = 24 * 60 * 60;
@@ -189,7 +185,7 @@ fn serve(config: WorkerConfig) -> Result<(), String> {
     let keeper = {
         let worker = Arc::clone(&worker);
         let link = link().on_connect(super::prepare_hook(&worker.keys));
-        spawn("cf-redis-keep", move || keep_loop(&worker, link))?
+        spawn("cf-redis-keep", move || keeper::keep_loop(&worker, link))?
     };
     let _ = (finisher, keeper);
     read_loop(&worker, reader);
@@ -500,168 +496,6 @@ fn finish_loop(worker: &Worker, mut link: Link, to_finish: &Receiver<Done>) {
         drop(held);
         worker.room.notify_all();
     }
-}
-
-/// Heartbeats the tasks this worker holds, and claims those of stopped workers.
-fn keep_loop(worker: &Worker, mut link: Link) {
-    let period = worker.claim_idle / 4;
-    let idle_ms = worker.claim_idle.as_millis().to_string();
-    loop {
-        // A timer, not synchronisation: the heartbeat's period.
-        std::thread::sleep(period);
-        if let Err(error) = heartbeat(worker, &mut link) {
-            tracing::warn!(%error, "heartbeat failed");
-        }
-        if let Err(error) = claim_stopped(worker, &mut link, &idle_ms) {
-            tracing::warn!(%error, "cannot claim the tasks of stopped workers");
-        }
-        if let Err(error) = forget_stopped(worker, &mut link) {
-            tracing::debug!(%error, "cannot remove stopped consumers");
-        }
-    }
-}
-
-/// Resets the idle time of the tasks this worker holds and still owns. A task another worker
-/// claimed meanwhile (this one was too slow to heartbeat) is left to it: `XCLAIM` would take
-/// it back, whoever owns it.
-fn heartbeat(worker: &Worker, link: &mut Link) -> redis::RedisResult<()> {
-    let held: HashSet<String> = lock(&worker.held).entries.clone();
-    if held.is_empty() {
-        return Ok(());
-    }
-    let owned: Value = link.run(None, |conn| {
-        redis::cmd("XPENDING")
-            .arg(&worker.tasks)
-            .arg(GROUP)
-            .arg("-")
-            .arg("+")
-            // Room for entries pending here that are not held (a delivery being recovered).
-            .arg(held.len() + 100)
-            .arg(&worker.consumer)
-            .query(conn)
-    })?;
-    let beat: Vec<String> = pending_owners(&owned)
-        .into_keys()
-        .filter(|entry| held.contains(entry))
-        .collect();
-    if beat.is_empty() {
-        return Ok(());
-    }
-    link.run(None, |conn| {
-        redis::cmd("XCLAIM")
-            .arg(&worker.tasks)
-            .arg(GROUP)
-            .arg(&worker.consumer)
-            .arg(0)
-            .arg(&beat)
-            .arg("JUSTID")
-            .query::<Value>(conn)
-    })
-    .map(drop)
-}
-
-/// Removes the consumers of stopped workers once their tasks are claimed: every process start
-/// adds one (a unique name), and the group would otherwise list them forever.
-fn forget_stopped(worker: &Worker, link: &mut Link) -> redis::RedisResult<()> {
-    let info: redis::streams::StreamInfoConsumersReply = link.run(None, |conn| {
-        redis::cmd("XINFO")
-            .arg("CONSUMERS")
-            .arg(&worker.tasks)
-            .arg(GROUP)
-            .query(conn)
-    })?;
-    // Long past the claim time, so that a live worker that was merely slow is never removed
-    // (and if it were, with nothing pending, its next read would add it again).
-    let stale = worker.claim_idle.saturating_mul(STALE_CONSUMER_FACTOR);
-    for consumer in info.consumers {
-        let idle = Duration::from_millis(consumer.idle as u64);
-        if consumer.name != worker.consumer && consumer.pending == 0 && idle > stale {
-            link.run(None, |conn| {
-                redis::cmd("XGROUP")
-                    .arg("DELCONSUMER")
-                    .arg(&worker.tasks)
-                    .arg(GROUP)
-                    .arg(&consumer.name)
-                    .query::<()>(conn)
-            })?;
-        }
-    }
-    Ok(())
-}
-
-/// Claims tasks idle past the limit (their workers died or stopped heartbeating) and takes
-/// each as a redelivery, with its delivery count and previous owner.
-fn claim_stopped(worker: &Worker, link: &mut Link, idle_ms: &str) -> redis::RedisResult<()> {
-    // Who held them, and how often they were delivered, before the claim changes both.
-    let before: Value = link.run(None, |conn| {
-        redis::cmd("XPENDING")
-            .arg(&worker.tasks)
-            .arg(GROUP)
-            .arg("IDLE")
-            .arg(idle_ms)
-            .arg("-")
-            .arg("+")
-            .arg(CLAIM_BATCH)
-            .query(conn)
-    })?;
-    let owners = pending_owners(&before);
-    let mine: HashSet<String> = lock(&worker.held).entries.clone();
-    // Nothing idle but what this worker runs (its heartbeat was late): nothing to claim.
-    if owners.keys().all(|entry| mine.contains(entry)) {
-        return Ok(());
-    }
-    let claimed: StreamAutoClaimReply = link.run(None, |conn| {
-        redis::cmd("XAUTOCLAIM")
-            .arg(&worker.tasks)
-            .arg(GROUP)
-            .arg(&worker.consumer)
-            .arg(idle_ms)
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(CLAIM_BATCH)
-            .query(conn)
-    })?;
-    for entry in claimed.claimed {
-        // Our own task, idle only because the heartbeat was late: it is running here.
-        if mine.contains(&entry.id) {
-            continue;
-        }
-        let (owner, deliveries) = owners
-            .get(&entry.id)
-            .map(|(owner, count)| (owner.clone(), count + 1))
-            .unwrap_or_else(|| ("an unknown worker".to_owned(), 2));
-        tracing::info!(entry = %entry.id, %owner, deliveries, "claimed a task of a stopped worker");
-        worker.take(entry, Some((deliveries, owner)));
-    }
-    Ok(())
-}
-
-/// Entry id → (consumer, times delivered), from an extended `XPENDING` reply.
-fn pending_owners(reply: &Value) -> HashMap<String, (String, u64)> {
-    let mut owners = HashMap::new();
-    let Value::Array(rows) = reply else {
-        return owners;
-    };
-    for row in rows {
-        if let Value::Array(fields) = row {
-            if let [
-                Value::BulkString(id),
-                Value::BulkString(consumer),
-                _,
-                Value::Int(count),
-            ] = fields.as_slice()
-            {
-                owners.insert(
-                    String::from_utf8_lossy(id).into_owned(),
-                    (
-                        String::from_utf8_lossy(consumer).into_owned(),
-                        u64::try_from(*count).unwrap_or(0),
-                    ),
-                );
-            }
-        }
-    }
-    owners
 }
 
 /// `host:pid:random`: unique per process start, and it says which process to look for.

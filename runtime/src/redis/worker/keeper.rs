@@ -1,0 +1,181 @@
+//! The keeper thread of a Redis worker: heartbeats for the tasks this worker holds, claims
+//! of the tasks of workers that stopped, and removal of their consumers.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use redis::Value;
+use redis::streams::StreamAutoClaimReply;
+
+use super::Worker;
+use crate::redis::conn::Link;
+use crate::redis::keys::GROUP;
+use crate::sync::lock;
+
+/// Tasks claimed from stopped workers per pass of the keeper.
+const CLAIM_BATCH: usize = 64;
+
+/// A consumer idle this many claim periods, with nothing pending, is a stopped worker's.
+const STALE_CONSUMER_FACTOR: u32 = 10;
+
+/// Heartbeats the tasks this worker holds, and claims those of stopped workers.
+pub(super) fn keep_loop(worker: &Worker, mut link: Link) {
+    let period = worker.claim_idle / 4;
+    let idle_ms = worker.claim_idle.as_millis().to_string();
+    loop {
+        // A timer, not synchronisation: the heartbeat's period.
+        std::thread::sleep(period);
+        if let Err(error) = heartbeat(worker, &mut link) {
+            tracing::warn!(%error, "heartbeat failed");
+        }
+        if let Err(error) = claim_stopped(worker, &mut link, &idle_ms) {
+            tracing::warn!(%error, "cannot claim the tasks of stopped workers");
+        }
+        if let Err(error) = forget_stopped(worker, &mut link) {
+            tracing::debug!(%error, "cannot remove stopped consumers");
+        }
+    }
+}
+
+/// Resets the idle time of the tasks this worker holds and still owns. A task another worker
+/// claimed meanwhile (this one was too slow to heartbeat) is left to it: `XCLAIM` would take
+/// it back, whoever owns it.
+fn heartbeat(worker: &Worker, link: &mut Link) -> redis::RedisResult<()> {
+    let held: HashSet<String> = lock(&worker.held).entries.clone();
+    if held.is_empty() {
+        return Ok(());
+    }
+    let owned: Value = link.run(None, |conn| {
+        redis::cmd("XPENDING")
+            .arg(&worker.tasks)
+            .arg(GROUP)
+            .arg("-")
+            .arg("+")
+            // Room for entries pending here that are not held (a delivery being recovered).
+            .arg(held.len() + 100)
+            .arg(&worker.consumer)
+            .query(conn)
+    })?;
+    let beat: Vec<String> = pending_owners(&owned)
+        .into_keys()
+        .filter(|entry| held.contains(entry))
+        .collect();
+    if beat.is_empty() {
+        return Ok(());
+    }
+    link.run(None, |conn| {
+        redis::cmd("XCLAIM")
+            .arg(&worker.tasks)
+            .arg(GROUP)
+            .arg(&worker.consumer)
+            .arg(0)
+            .arg(&beat)
+            .arg("JUSTID")
+            .query::<Value>(conn)
+    })
+    .map(drop)
+}
+
+/// Removes the consumers of stopped workers once their tasks are claimed: every process start
+/// adds one (a unique name), and the group would otherwise list them forever.
+fn forget_stopped(worker: &Worker, link: &mut Link) -> redis::RedisResult<()> {
+    let info: redis::streams::StreamInfoConsumersReply = link.run(None, |conn| {
+        redis::cmd("XINFO")
+            .arg("CONSUMERS")
+            .arg(&worker.tasks)
+            .arg(GROUP)
+            .query(conn)
+    })?;
+    // Long past the claim time, so that a live worker that was merely slow is never removed
+    // (and if it were, with nothing pending, its next read would add it again).
+    let stale = worker.claim_idle.saturating_mul(STALE_CONSUMER_FACTOR);
+    for consumer in info.consumers {
+        let idle = Duration::from_millis(consumer.idle as u64);
+        if consumer.name != worker.consumer && consumer.pending == 0 && idle > stale {
+            link.run(None, |conn| {
+                redis::cmd("XGROUP")
+                    .arg("DELCONSUMER")
+                    .arg(&worker.tasks)
+                    .arg(GROUP)
+                    .arg(&consumer.name)
+                    .query::<()>(conn)
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// Claims tasks idle past the limit (their workers died or stopped heartbeating) and takes
+/// each as a redelivery, with its delivery count and previous owner.
+fn claim_stopped(worker: &Worker, link: &mut Link, idle_ms: &str) -> redis::RedisResult<()> {
+    // Who held them, and how often they were delivered, before the claim changes both.
+    let before: Value = link.run(None, |conn| {
+        redis::cmd("XPENDING")
+            .arg(&worker.tasks)
+            .arg(GROUP)
+            .arg("IDLE")
+            .arg(idle_ms)
+            .arg("-")
+            .arg("+")
+            .arg(CLAIM_BATCH)
+            .query(conn)
+    })?;
+    let owners = pending_owners(&before);
+    let mine: HashSet<String> = lock(&worker.held).entries.clone();
+    // Nothing idle but what this worker runs (its heartbeat was late): nothing to claim.
+    if owners.keys().all(|entry| mine.contains(entry)) {
+        return Ok(());
+    }
+    let claimed: StreamAutoClaimReply = link.run(None, |conn| {
+        redis::cmd("XAUTOCLAIM")
+            .arg(&worker.tasks)
+            .arg(GROUP)
+            .arg(&worker.consumer)
+            .arg(idle_ms)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(CLAIM_BATCH)
+            .query(conn)
+    })?;
+    for entry in claimed.claimed {
+        // Our own task, idle only because the heartbeat was late: it is running here.
+        if mine.contains(&entry.id) {
+            continue;
+        }
+        let (owner, deliveries) = owners
+            .get(&entry.id)
+            .map(|(owner, count)| (owner.clone(), count + 1))
+            .unwrap_or_else(|| ("an unknown worker".to_owned(), 2));
+        tracing::info!(entry = %entry.id, %owner, deliveries, "claimed a task of a stopped worker");
+        worker.take(entry, Some((deliveries, owner)));
+    }
+    Ok(())
+}
+
+/// Entry id → (consumer, times delivered), from an extended `XPENDING` reply.
+fn pending_owners(reply: &Value) -> HashMap<String, (String, u64)> {
+    let mut owners = HashMap::new();
+    let Value::Array(rows) = reply else {
+        return owners;
+    };
+    for row in rows {
+        if let Value::Array(fields) = row {
+            if let [
+                Value::BulkString(id),
+                Value::BulkString(consumer),
+                _,
+                Value::Int(count),
+            ] = fields.as_slice()
+            {
+                owners.insert(
+                    String::from_utf8_lossy(id).into_owned(),
+                    (
+                        String::from_utf8_lossy(consumer).into_owned(),
+                        u64::try_from(*count).unwrap_or(0),
+                    ),
+                );
+            }
+        }
+    }
+    owners
+}
