@@ -388,7 +388,14 @@ impl ProcessPoolExecutor {
         state.shut_down = true;
         let effects = Effects {
             cancel: if cancel_futures {
-                state.pending.drain(..).collect()
+                // A queued job already marked running was sent once (to a worker that died
+                // before starting it, or whose socket refused a hand-over): `cancel()` has
+                // told its user it will run, and it can no longer be cancelled, so it stays
+                // queued and runs elsewhere rather than being dropped unresolved.
+                let (sent, unsent): (std::collections::VecDeque<_>, std::collections::VecDeque<_>) =
+                    state.pending.drain(..).partition(|job| job.future.sent());
+                state.pending = sent;
+                unsent.into()
             } else {
                 Vec::new()
             },
