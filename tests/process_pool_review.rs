@@ -1,5 +1,6 @@
-//! Regressions found in the review of the one-thread-per-worker I/O: a job that a submitter
-//! began to hand to an idle worker and that went back to the queue must still resolve.
+//! Checks from the review of the one-thread-per-worker I/O: a job that a submitter began to
+//! hand to an idle worker and that went back to the queue must still resolve, and a large
+//! result is not read into a buffer allocated far ahead of its bytes.
 
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -106,4 +107,27 @@ fn a_job_whose_hand_over_failed_resolves_after_shutdown_cancelling_futures() {
         assert_eq!(second.result().unwrap(), 9);
     }
     assert_eq!(first.result().unwrap(), pid);
+}
+
+#[task]
+fn bytes_of(len: usize) -> Vec<u8> {
+    vec![7; len]
+}
+
+/// The README: the decoders "never allocate more than 16 MiB ahead of the bytes that
+/// actually arrived". A large result is read into a buffer of its own, which the user then
+/// gets: its capacity shows what was allocated.
+#[test]
+fn a_large_result_is_not_allocated_far_ahead_of_its_bytes() {
+    let executor = ProcessPoolExecutor::new(1);
+    for len in [20 << 20, 40 << 20, 64 << 20] {
+        let value = executor.submit(bytes_of(len)).result().unwrap();
+        assert_eq!(value.len(), len);
+        assert!(
+            value.capacity() - value.len() <= 16 << 20,
+            "{len} bytes arrived in a buffer of {} ({} MiB ahead)",
+            value.capacity(),
+            (value.capacity() - value.len()) >> 20
+        );
+    }
 }
