@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::Arc;
 
-use concurrent_futures::{ProcessPoolExecutor, task};
+use concurrent_futures::{Error, ProcessPoolExecutor, task};
 
 mod common;
 use common::{Event, Gate};
@@ -107,6 +107,45 @@ fn a_job_whose_hand_over_failed_resolves_after_shutdown_cancelling_futures() {
         assert_eq!(second.result().unwrap(), 9);
     }
     assert_eq!(first.result().unwrap(), pid);
+}
+
+/// As above, with `kill_workers()`: nothing more runs, so the job that went back to the
+/// queue after its hand-over failed must fail with `Cancelled` (as what a killed worker had
+/// been sent but not started does), not stay queued forever.
+#[test]
+fn a_job_whose_hand_over_failed_is_cancelled_by_kill_workers() {
+    let (listener, path) = listen("review-hand-over-kill");
+    let executor = ProcessPoolExecutor::new(1);
+    let release = Gate::new();
+    let first = executor.submit(hold(path));
+    let mut started = accept_started(&listener);
+    let pid = executor.worker_pids()[0];
+    let in_callback = Arc::new(Event::default());
+    {
+        let in_callback = Arc::clone(&in_callback);
+        let release = release.handle();
+        first.add_done_callback(move |_| {
+            in_callback.set();
+            release.wait();
+        });
+    }
+    started.write_all(b"g").unwrap();
+    in_callback.wait();
+    kill_and_wait_for_exit(pid);
+
+    let second = executor.submit(square_number(3));
+    let cancelled = second.cancel();
+    executor.kill_workers();
+    release.open();
+    executor.shutdown(true, false);
+
+    assert!(
+        second.done(),
+        "kill_workers() left a submitted future unresolved (cancel() returned {cancelled}, \
+         running() = {})",
+        second.running()
+    );
+    assert!(matches!(second.result(), Err(Error::Cancelled)));
 }
 
 #[task]
