@@ -5,6 +5,7 @@ mod raw;
 mod scheduler;
 mod worker;
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -386,14 +387,25 @@ impl ProcessPoolExecutor {
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
         let mut state = self.scheduler.lock();
         state.shut_down = true;
-        let effects = Effects {
-            cancel: if cancel_futures {
-                state.pending.drain(..).collect()
+        let mut effects = Effects::default();
+        if cancel_futures {
+            // A queued job already marked running was sent once (to a worker that died before
+            // starting it, or whose socket refused a hand-over): `cancel()` has told its user
+            // it will run, so it is not cancelled. It stays queued and runs elsewhere, unless
+            // nothing more runs (`terminate_workers`/`kill_workers`): then it fails as
+            // `Cancelled`, like what a killed worker had been sent but not started. Dropped
+            // instead, its future would never resolve.
+            let (sent, unsent): (VecDeque<Job>, VecDeque<Job>) =
+                state.pending.drain(..).partition(|job| job.future.sent());
+            effects.cancel = unsent.into();
+            if state.forced {
+                effects
+                    .fail
+                    .extend(sent.into_iter().map(|job| (job, Error::Cancelled)));
             } else {
-                Vec::new()
-            },
-            ..Effects::default()
-        };
+                state.pending = sent;
+            }
+        }
         state.wake_all();
         drop(state);
         self.scheduler.deadlines.notify_all();

@@ -32,6 +32,10 @@ impl Completion for RawFuture {
     fn cancel(&self) {
         self.0.cancel_unsent();
     }
+
+    fn sent(&self) -> bool {
+        self.0.state() == crate::future::State::Running
+    }
 }
 
 impl ProcessPoolExecutor {

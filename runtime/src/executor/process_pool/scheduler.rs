@@ -51,6 +51,8 @@ pub(super) trait Completion: Send {
     fn succeed(&self, body: Vec<u8>, at: usize);
     fn fail(&self, error: Error);
     fn cancel(&self);
+    /// Whether it was sent before (it is running): it can no longer be cancelled.
+    fn sent(&self) -> bool;
 }
 
 /// The future of one call of task type `T`, which knows how to read its output.
@@ -76,6 +78,10 @@ impl<T: Task> Completion for TaskFuture<T> {
 
     fn cancel(&self) {
         self.0.cancel_unsent();
+    }
+
+    fn sent(&self) -> bool {
+        self.0.state() == crate::future::State::Running
     }
 }
 
@@ -148,6 +154,10 @@ impl<T: Task> Completion for Chunk<T> {
 
     fn cancel(&self) {
         self.future.cancel_unsent();
+    }
+
+    fn sent(&self) -> bool {
+        self.future.state() == crate::future::State::Running
     }
 }
 

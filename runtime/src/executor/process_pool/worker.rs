@@ -62,6 +62,7 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
         Ok(()) => {
             // A new handshake deadline to watch.
             scheduler.deadlines.notify_all();
+            join_finished(scheduler);
         }
         Err(reason) => {
             let mut state = scheduler.lock();
@@ -78,6 +79,25 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
             drop(state);
             scheduler.apply(effects);
         }
+    }
+}
+
+/// Joins the threads of workers that are gone. Each replaced worker leaves its connection
+/// thread's handle behind; unjoined, a finished thread keeps its stack mapped, so a
+/// long-lived pool that replaces workers (`max_tasks_per_child`, crashes, timeouts) would
+/// grow by a stack per replacement until shutdown. Joined outside the lock: a finished
+/// thread ends at once, but joining still waits for it.
+fn join_finished(scheduler: &Arc<Scheduler>) {
+    let finished: Vec<_> = {
+        let mut state = scheduler.lock();
+        let (finished, running) = std::mem::take(&mut state.threads)
+            .into_iter()
+            .partition(|thread: &thread::JoinHandle<()>| thread.is_finished());
+        state.threads = running;
+        finished
+    };
+    for thread in finished {
+        let _ = thread.join();
     }
 }
 
