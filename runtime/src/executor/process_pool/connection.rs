@@ -119,7 +119,7 @@ impl Outgoing {
                 slices[i] = IoSlice::new(&chunk.bytes()[skip..]);
                 count = i + 1;
             }
-            let mut n = match socket.write_vectored(&slices[..count]) {
+            let mut n = match send_vectored(socket, &slices[..count]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -192,6 +192,23 @@ pub(super) fn hand_over(scheduler: &Scheduler, state: &mut State, job: Job) -> R
         slot.wake();
         Err(job)
     }
+}
+
+/// `writev` on a socket, as `sendmsg` with `MSG_NOSIGNAL`: writing to a worker that just died
+/// must give `EPIPE`, not a SIGPIPE that kills a program which restored the default action
+/// (std's `write_vectored` is a plain `writev`; its `write` already passes the flag).
+fn send_vectored(socket: &UnixStream, slices: &[IoSlice<'_>]) -> io::Result<usize> {
+    // SAFETY: a zeroed msghdr is valid (no name, no control data); `IoSlice` is documented to
+    // be ABI-compatible with `iovec` on Unix, and the slices outlive the call, which only
+    // reads them.
+    #[allow(unsafe_code)]
+    let sent = unsafe {
+        let mut message: libc::msghdr = std::mem::zeroed();
+        message.msg_iov = slices.as_ptr().cast_mut().cast();
+        message.msg_iovlen = slices.len() as _;
+        libc::sendmsg(socket.as_raw_fd(), &message, libc::MSG_NOSIGNAL)
+    };
+    usize::try_from(sent).map_err(|_| io::Error::last_os_error())
 }
 
 /// Serves one worker until its stream ends, then reaps it and lets the scheduler settle its
@@ -458,5 +475,48 @@ fn handle(
             Ok(Some((job, frame)))
         }
         kind => Err(Stop::Protocol(format!("unknown frame kind {kind}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writing to a worker that is gone gives `EPIPE` and raises no SIGPIPE. Checked with
+    /// SIGPIPE blocked on this thread, where a raised one stays pending (Linux keeps blocked
+    /// signals pending even when their action is to ignore them), so the test binary's
+    /// other threads are not affected.
+    #[test]
+    #[allow(unsafe_code)]
+    fn writing_to_a_closed_socket_raises_no_sigpipe() {
+        // SAFETY: signal-set calls on sets we own; the mask change is this thread's only and
+        // is undone below, after any pending SIGPIPE is consumed.
+        unsafe {
+            let mut pipe_only: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut pipe_only);
+            libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
+            libc::pthread_sigmask(libc::SIG_BLOCK, &pipe_only, std::ptr::null_mut());
+
+            let (mut ours, theirs) = UnixStream::pair().unwrap();
+            drop(theirs);
+            let mut out = Outgoing::default();
+            out.push(wire::RUN, 1, &Arc::new(vec![7; 100]));
+            let error = out.write_some(&mut ours).unwrap_err();
+
+            let mut pending: libc::sigset_t = std::mem::zeroed();
+            libc::sigpending(&mut pending);
+            let raised = libc::sigismember(&pending, libc::SIGPIPE) == 1;
+            if raised {
+                let zero = libc::timespec {
+                    tv_sec: 0,
+                    tv_nsec: 0,
+                };
+                libc::sigtimedwait(&pipe_only, std::ptr::null_mut(), &zero);
+            }
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &pipe_only, std::ptr::null_mut());
+
+            assert_eq!(error.kind(), io::ErrorKind::BrokenPipe, "{error}");
+            assert!(!raised, "writing to a closed worker socket raised SIGPIPE");
+        }
     }
 }
