@@ -6,6 +6,44 @@ pub(crate) mod thread_pool;
 
 pub use map::{__Submitted, Map, MapOptions};
 
+/// An executor type's inherent `map` and `map_with`, forwarding to [`Executor`]'s, so that
+/// users call them without importing the trait. A string, if given, is added to `map_with`'s
+/// documentation.
+macro_rules! inherent_map {
+    ($($map_with_doc:literal)?) => {
+        /// See [`Executor::map`](crate::Executor::map).
+        pub fn map<I, F, T>(
+            &self,
+            f: F,
+            inputs: I,
+        ) -> crate::executor::Map<'_, Self, I::IntoIter, F, T>
+        where
+            I: IntoIterator,
+            F: FnMut(I::Item) -> T,
+            T: crate::task::Task,
+        {
+            crate::executor::Executor::map(self, f, inputs)
+        }
+
+        /// See [`Executor::map_with`](crate::Executor::map_with).
+        $(#[doc = $map_with_doc])?
+        pub fn map_with<I, F, T>(
+            &self,
+            f: F,
+            inputs: I,
+            options: crate::executor::MapOptions,
+        ) -> crate::executor::Map<'_, Self, I::IntoIter, F, T>
+        where
+            I: IntoIterator,
+            F: FnMut(I::Item) -> T,
+            T: crate::task::Task,
+        {
+            crate::executor::Executor::map_with(self, f, inputs, options)
+        }
+    };
+}
+pub(crate) use inherent_map;
+
 use crate::future::Future;
 use crate::task::Task;
 

@@ -7,7 +7,7 @@ use std::thread::{self, JoinHandle};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::{Executor, Map, MapOptions};
+use super::Executor;
 use crate::error::Error;
 use crate::future::Future;
 use crate::sync::{Arc, Mutex, lock};
@@ -272,30 +272,7 @@ impl ThreadPoolExecutor {
         future
     }
 
-    /// See [`Executor::map`].
-    pub fn map<I, F, T>(&self, f: F, inputs: I) -> Map<'_, Self, I::IntoIter, F, T>
-    where
-        I: IntoIterator,
-        F: FnMut(I::Item) -> T,
-        T: Task,
-    {
-        Executor::map(self, f, inputs)
-    }
-
-    /// See [`Executor::map_with`].
-    pub fn map_with<I, F, T>(
-        &self,
-        f: F,
-        inputs: I,
-        options: MapOptions,
-    ) -> Map<'_, Self, I::IntoIter, F, T>
-    where
-        I: IntoIterator,
-        F: FnMut(I::Item) -> T,
-        T: Task,
-    {
-        Executor::map_with(self, f, inputs, options)
-    }
+    crate::executor::inherent_map!();
 
     /// See [`Executor::shutdown`]. With `wait`, joins every thread (except the calling one,
     /// if a task shuts down its own pool).

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use scheduler::{Chunk, Completion, Effects, Job, Scheduler, TaskFuture};
 
-use super::{__Submitted, Executor, Map, MapOptions};
+use super::{__Submitted, Executor};
 use crate::error::Error;
 use crate::future::Future;
 use crate::process::call;
@@ -356,30 +356,7 @@ impl ProcessPoolExecutor {
         self.enqueue(wire::RUN_BATCH, body, timeout, Box::new(chunk));
     }
 
-    /// See [`Executor::map`].
-    pub fn map<I, F, T>(&self, f: F, inputs: I) -> Map<'_, Self, I::IntoIter, F, T>
-    where
-        I: IntoIterator,
-        F: FnMut(I::Item) -> T,
-        T: Task,
-    {
-        Executor::map(self, f, inputs)
-    }
-
-    /// See [`Executor::map_with`].
-    pub fn map_with<I, F, T>(
-        &self,
-        f: F,
-        inputs: I,
-        options: MapOptions,
-    ) -> Map<'_, Self, I::IntoIter, F, T>
-    where
-        I: IntoIterator,
-        F: FnMut(I::Item) -> T,
-        T: Task,
-    {
-        Executor::map_with(self, f, inputs, options)
-    }
+    crate::executor::inherent_map!();
 
     /// See [`Executor::shutdown`]. With `wait`, returns once every worker has exited and been
     /// reaped and every thread of the pool has ended; called from a done callback (which runs

@@ -18,7 +18,7 @@ use super::conn::Link;
 use super::envelope::{self, Key, Settings};
 use super::keys::Keys;
 use crate::error::Error;
-use crate::executor::{__Submitted, Executor, Map, MapOptions};
+use crate::executor::{__Submitted, Executor};
 use crate::future::Future;
 use crate::process::call;
 use crate::sync::{Arc, Condvar, Mutex, lock};
@@ -439,31 +439,9 @@ impl RedisExecutor {
         futures
     }
 
-    /// See [`Executor::map`].
-    pub fn map<I, F, T>(&self, f: F, inputs: I) -> Map<'_, Self, I::IntoIter, F, T>
-    where
-        I: IntoIterator,
-        F: FnMut(I::Item) -> T,
-        T: Task,
-    {
-        Executor::map(self, f, inputs)
-    }
-
-    /// See [`Executor::map_with`]. A `chunksize` sends that many tasks per round trip to
-    /// Redis; each is still its own stream entry, run by whichever worker takes it.
-    pub fn map_with<I, F, T>(
-        &self,
-        f: F,
-        inputs: I,
-        options: MapOptions,
-    ) -> Map<'_, Self, I::IntoIter, F, T>
-    where
-        I: IntoIterator,
-        F: FnMut(I::Item) -> T,
-        T: Task,
-    {
-        Executor::map_with(self, f, inputs, options)
-    }
+    crate::executor::inherent_map!(
+        " A `chunksize` sends that many tasks per round trip to Redis; each is still its own stream entry, run by whichever worker takes it."
+    );
 
     /// See [`Executor::shutdown`]. Sent tasks cannot be cancelled (a worker may hold them), so
     /// `cancel_futures` has nothing to cancel; with `wait`, returns once every future of this
