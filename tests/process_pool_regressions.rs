@@ -1,12 +1,14 @@
 //! Regressions found in review: done callbacks that call back into their pool, a program whose
 //! workers block before `init()`, and a thread-pool submit racing its shutdown.
 
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Write;
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use concurrent_futures::{Error, ProcessPoolExecutor, ThreadPoolExecutor, task};
+
+mod common;
+use common::{accept_started, hold, start_listener};
 
 concurrent_futures::enable_test_support!();
 
@@ -15,36 +17,9 @@ fn square_number(x: u64) -> u64 {
     x * x
 }
 
-/// Connects to `path`, says it started, and blocks until the test writes a byte.
-#[task]
-fn hold(path: String) -> u32 {
-    let mut stream = UnixStream::connect(path).expect("the test listens");
-    stream.write_all(b"s").expect("the test reads");
-    let mut byte = [0_u8; 1];
-    let _ = stream.read(&mut byte);
-    std::process::id()
-}
-
-/// A listener tasks connect to; each accepted connection is a task that has started.
-fn gate(name: &str) -> (UnixListener, String) {
-    let path = std::env::temp_dir().join(format!("cf-{name}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    (
-        UnixListener::bind(&path).unwrap(),
-        path.to_string_lossy().into_owned(),
-    )
-}
-
-fn accept_started(listener: &UnixListener) -> UnixStream {
-    let (mut stream, _) = listener.accept().unwrap();
-    let mut byte = [0_u8; 1];
-    stream.read_exact(&mut byte).unwrap();
-    stream
-}
-
 #[test]
 fn a_done_callback_of_a_cancelled_future_may_use_its_pool() {
-    let (listener, path) = gate("cancel-callback");
+    let (listener, path) = start_listener("cancel-callback");
     let executor = Arc::new(
         ProcessPoolExecutor::builder()
             .max_workers(1)

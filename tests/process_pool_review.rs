@@ -2,46 +2,19 @@
 //! hand to an idle worker and that went back to the queue must still resolve, and a large
 //! result is not read into a buffer allocated far ahead of its bytes.
 
-use std::io::{Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::Write;
 use std::sync::Arc;
 
 use concurrent_futures::{Error, ProcessPoolExecutor, task};
 
 mod common;
-use common::{Event, Gate};
+use common::{Event, Gate, accept_started, hold, start_listener};
 
 concurrent_futures::enable_test_support!();
 
 #[task]
 fn square_number(x: u64) -> u64 {
     x * x
-}
-
-/// Connects to `path`, says it started, and blocks until the test writes a byte.
-#[task]
-fn hold(path: String) -> u32 {
-    let mut stream = UnixStream::connect(path).expect("the test listens");
-    stream.write_all(b"s").expect("the test reads");
-    let mut byte = [0_u8; 1];
-    let _ = stream.read(&mut byte);
-    std::process::id()
-}
-
-fn listen(name: &str) -> (UnixListener, String) {
-    let path = std::env::temp_dir().join(format!("cf-{name}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    (
-        UnixListener::bind(&path).unwrap(),
-        path.to_string_lossy().into_owned(),
-    )
-}
-
-fn accept_started(listener: &UnixListener) -> UnixStream {
-    let (mut stream, _) = listener.accept().unwrap();
-    let mut byte = [0_u8; 1];
-    stream.read_exact(&mut byte).unwrap();
-    stream
 }
 
 /// SIGKILLs `pid` and returns once it has exited (a zombie nobody reaped yet): a pidfd
@@ -70,7 +43,7 @@ fn kill_and_wait_for_exit(pid: u32) {
 /// was sent as far as the user can tell (`cancel()` is refused), so it runs elsewhere.
 #[test]
 fn a_job_whose_hand_over_failed_resolves_after_shutdown_cancelling_futures() {
-    let (listener, path) = listen("review-hand-over");
+    let (listener, path) = start_listener("review-hand-over");
     let executor = ProcessPoolExecutor::new(1);
     let release = Gate::new();
     let first = executor.submit(hold(path));
@@ -114,7 +87,7 @@ fn a_job_whose_hand_over_failed_resolves_after_shutdown_cancelling_futures() {
 /// been sent but not started does), not stay queued forever.
 #[test]
 fn a_job_whose_hand_over_failed_is_cancelled_by_kill_workers() {
-    let (listener, path) = listen("review-hand-over-kill");
+    let (listener, path) = start_listener("review-hand-over-kill");
     let executor = ProcessPoolExecutor::new(1);
     let release = Gate::new();
     let first = executor.submit(hold(path));

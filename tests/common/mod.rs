@@ -1,10 +1,13 @@
 //! Helpers shared by the integration tests: an event and a gate that hold tasks until the
-//! test releases them (never a sleep), and the smallest executor for `.await`.
+//! test releases them (never a sleep), a task that holds a worker process until the test lets
+//! it go, and the smallest executor for `.await`.
 
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
 use std::future::IntoFuture;
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::pin::pin;
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
@@ -74,4 +77,34 @@ pub(crate) fn block_on<F: IntoFuture>(future: F) -> F::Output {
             Poll::Pending => thread::park(),
         }
     }
+}
+
+/// Connects to `path`, says it started, and blocks until the test writes a byte (or closes):
+/// holds a worker process busy for exactly as long as the test wants.
+#[concurrent_futures::task]
+pub(crate) fn hold(path: String) -> u32 {
+    let mut stream = UnixStream::connect(path).expect("the test listens");
+    stream.write_all(b"s").expect("the test reads");
+    let mut byte = [0_u8; 1];
+    let _ = stream.read(&mut byte);
+    std::process::id()
+}
+
+/// A listener `hold` tasks connect to, and its path; each accepted connection is a task that
+/// has started.
+pub(crate) fn start_listener(name: &str) -> (UnixListener, String) {
+    let path = std::env::temp_dir().join(format!("cf-{name}-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    (
+        UnixListener::bind(&path).unwrap(),
+        path.to_string_lossy().into_owned(),
+    )
+}
+
+/// Waits for the next `hold` task to start; write a byte to (or drop) the stream to let it go.
+pub(crate) fn accept_started(listener: &UnixListener) -> UnixStream {
+    let (mut stream, _) = listener.accept().unwrap();
+    let mut byte = [0_u8; 1];
+    stream.read_exact(&mut byte).unwrap();
+    stream
 }
