@@ -198,3 +198,31 @@ fn a_chunked_map_timeout_counts_unfinished_calls_not_chunks() {
     drop(results);
     executor.kill_workers();
 }
+
+#[test]
+fn a_chunked_map_on_a_shut_down_pool_stops_pulling_inputs() {
+    let executor = ProcessPoolExecutor::new(1);
+    executor.shutdown(true, false);
+    // An endless input whose every chunk holds a call that cannot be encoded: the refusal of
+    // the first chunk must still stop `map` from pulling more.
+    let mut pulled = 0;
+    let inputs = std::iter::from_fn(|| {
+        pulled += 1;
+        assert!(
+            pulled < 1_000,
+            "map kept pulling inputs from a shut-down pool"
+        );
+        Some(if pulled % 2 == 0 { 13 } else { 1 })
+    });
+    let results: Vec<_> = executor
+        .map_with(
+            |x| unwrap_picky(Picky(x)),
+            inputs,
+            MapOptions::new().chunksize(2),
+        )
+        .collect();
+    assert!(!results.is_empty());
+    for result in results {
+        assert!(matches!(result, Err(Error::ShutDown)), "{result:?}");
+    }
+}

@@ -144,7 +144,9 @@ impl<T: Task> Completion for Chunk<T> {
     }
 
     fn fail(&self, error: Error) {
-        if self.unsent.is_empty() {
+        // A shut-down pool refuses the chunk as a whole, so that `map` sees the refusal and
+        // stops pulling inputs, even from a chunk with calls that could not be encoded.
+        if self.unsent.is_empty() || matches!(error, Error::ShutDown) {
             let _ = self.future.set_exception(error);
         } else {
             // The calls that were not sent keep their own errors.
@@ -341,8 +343,10 @@ impl Scheduler {
         };
         if was_empty {
             // A connection asleep with credit slept for want of jobs. With jobs already queued,
-            // every sleeping one lacks credit (it took jobs until it ran out), and one more job
-            // changes nothing: a burst of submits rings nobody.
+            // a sleeping one took jobs until it ran out of credit; it may have gained some
+            // since (pipelining credit, when another worker's queue grew), but its worker is
+            // busy and it takes more at its next report. One more job changes nothing: a
+            // burst of submits rings nobody.
             self.wake_those_with_credit(&mut state);
         }
         drop(state);
