@@ -159,6 +159,20 @@ fn start_thread(
         })
         .map_err(|e| {
             signal(pid, libc::SIGKILL);
+            reap(pid);
             format!("cannot start the thread of worker {pid}: {e}")
         })
+}
+
+/// Waits for a killed worker whose `Child` went down with the closure of a thread that could
+/// not start (dropping a `Child` does not reap it), so that it does not stay a zombie.
+fn reap(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: waitpid on our own child, with no status pointer; touches no memory of ours.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::waitpid(pid, std::ptr::null_mut(), 0);
+    }
 }
