@@ -45,6 +45,16 @@ struct Held {
     children: usize,
 }
 
+impl Held {
+    /// Nothing more than `limit` of each. Fewer is no leak: libtest's hidden worker-entry
+    /// test may still be counted in the baseline and end at any time.
+    fn within(&self, limit: &Held) -> bool {
+        self.descriptors <= limit.descriptors
+            && self.threads <= limit.threads
+            && self.children <= limit.children
+    }
+}
+
 fn held() -> Held {
     Held {
         descriptors: count_entries("/proc/self/fd"),
@@ -98,13 +108,13 @@ fn rss_kib() -> u64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Waits until `/proc` shows `expected` again, or `patience` runs out: a thread that has
+/// Waits until `/proc` shows no more than `expected`, or `patience` runs out: a thread that has
 /// returned from its join may still be listed for an instant. Polls; returns what it saw last.
 fn settle_to(expected: Held, patience: Duration) -> Held {
     let deadline = Instant::now() + patience;
     loop {
         let now = held();
-        if now == expected || Instant::now() >= deadline {
+        if now.within(&expected) || Instant::now() >= deadline {
             return now;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -151,7 +161,10 @@ fn assert_no_leaks(what: &str, cycles: usize, mut cycle: impl FnMut(usize)) {
         "{what}: {cycles} cycles in {elapsed:.2?}; held {end:?} (before them: {baseline:?}); \
          RSS {rss_warm} KiB before, {rss_end} KiB after"
     );
-    assert_eq!(end, baseline, "{what}: after {cycles} cycles");
+    assert!(
+        end.within(&baseline),
+        "{what}: after {cycles} cycles, {end:?} is more than {baseline:?}"
+    );
     assert!(
         rss_end <= rss_warm + RSS_SLACK_KIB,
         "{what}: RSS grew from {rss_warm} KiB to {rss_end} KiB"
