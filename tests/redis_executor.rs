@@ -252,3 +252,24 @@ fn hundred_thousand_tasks_over_four_workers_each_resolve_once() {
     let rate = many_tasks(100_000);
     println!("100000 tasks over 4 Redis workers: {rate:.0} tasks/s");
 }
+
+#[test]
+fn dropping_an_executor_shut_down_without_waiting_does_not_wait_for_its_results() {
+    let server = RedisServer::start(false);
+    // No worker: the task is never run, so a drop that waits for it waits forever.
+    let executor = RedisExecutor::connect(&server.url()).unwrap();
+    let future = executor.submit(square_number(2));
+    executor.shutdown(false, false);
+    let (dropped, was_dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(executor);
+        let _ = dropped.send(());
+    });
+    // A bound to report a hang as a failure, not synchronisation: the drop needs no worker.
+    assert_eq!(
+        was_dropped.recv_timeout(Duration::from_secs(60)),
+        Ok(()),
+        "the drop after shutdown(false, false) waited for a result no worker will produce"
+    );
+    assert!(!future.done());
+}

@@ -53,7 +53,8 @@ const RESULT_POLL: Duration = Duration::from_millis(200);
 /// As with the process pool, a future is running from the moment it is sent: `cancel()`
 /// returns false after `submit`. Dropping the executor waits for every result, as the local
 /// pools do; with no worker attached that is forever, so call `shutdown(false, false)` to
-/// leave without waiting (the results stay in Redis for [`reattach`](Self::reattach)).
+/// leave without waiting, before or at the drop (the results stay in Redis for
+/// [`reattach`](Self::reattach)).
 ///
 /// Workers must run a build with the same task signatures as the submitter: a task whose
 /// name a worker does not know fails with [`Error::Serialization`], and arguments of a
@@ -520,10 +521,14 @@ impl Executor for RedisExecutor {
     }
 }
 
-/// Leaving scope waits for every result: `shutdown(wait = true)`.
+/// Leaving scope waits for every result: `shutdown(wait = true)`, unless the executor was
+/// already shut down without waiting, as the type's docs promise.
 impl Drop for RedisExecutor {
     fn drop(&mut self) {
-        self.shutdown(true, false);
+        // After `shutdown(false, _)` the caller chose to leave: waiting here would wait
+        // forever with no worker attached. The result thread ends once the last result is in.
+        let left = self.shared.shut_down.load(Ordering::Acquire);
+        self.shutdown(!left, false);
     }
 }
 
