@@ -273,3 +273,17 @@ fn dropping_an_executor_shut_down_without_waiting_does_not_wait_for_its_results(
     );
     assert!(!future.done());
 }
+
+#[test]
+fn a_task_id_waited_for_twice_resolves_both_futures() {
+    let server = RedisServer::start(false);
+    let executor = RedisExecutor::connect(&server.url()).unwrap();
+    // Both registered before any worker runs the task.
+    let submitted = executor.submit_as("twice", square_number(6));
+    let reattached = executor.reattach::<SquareNumber>("twice");
+    let _workers = Workers::start(&server.url(), 1, 1, &[]);
+    assert_eq!(reattached.result(), Ok(36));
+    // A bound to report a future that never resolves as a failure; it resolved with the
+    // other one, from the same announcement, if at all.
+    assert_eq!(submitted.result_timeout(Duration::from_secs(60)), Ok(36));
+}

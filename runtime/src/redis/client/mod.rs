@@ -266,8 +266,9 @@ struct Shared {
 
 #[derive(Default)]
 struct Pending {
-    /// The futures waiting for a result, by task id.
-    futures: HashMap<String, Box<dyn Resolve>>,
+    /// The futures waiting for a result, by task id: several for one id (a task submitted
+    /// and reattached, or submitted twice under one id) all resolve with its one result.
+    futures: HashMap<String, Vec<Box<dyn Resolve>>>,
     /// Reattached tasks: their results are announced to another executor's stream, so the
     /// result thread looks for their keys instead.
     reattached: Vec<String>,
@@ -368,7 +369,9 @@ impl RedisExecutor {
         let mut pending = lock(&self.shared.pending);
         pending
             .futures
-            .insert(id.to_owned(), Box::new(Typed::<T>(future.clone())));
+            .entry(id.to_owned())
+            .or_default()
+            .push(Box::new(Typed::<T>(future.clone())));
         pending.reattached.push(id.to_owned());
         future
     }
@@ -418,7 +421,9 @@ impl RedisExecutor {
                 let _ = future.set_running_or_notify_cancel();
                 pending
                     .futures
-                    .insert(id.clone(), Box::new(Typed::<T>(future.clone())));
+                    .entry(id.clone())
+                    .or_default()
+                    .push(Box::new(Typed::<T>(future.clone())));
                 futures.push(future);
                 outgoing.push(Outgoing {
                     id: id.clone(),
@@ -536,7 +541,14 @@ impl fmt::Debug for RedisExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisExecutor")
             .field("id", &self.shared.client_id)
-            .field("pending", &lock(&self.shared.pending).futures.len())
+            .field(
+                "pending",
+                &lock(&self.shared.pending)
+                    .futures
+                    .values()
+                    .map(Vec::len)
+                    .sum::<usize>(),
+            )
             .finish_non_exhaustive()
     }
 }
