@@ -287,3 +287,27 @@ fn a_task_id_waited_for_twice_resolves_both_futures() {
     // other one, from the same announcement, if at all.
     assert_eq!(submitted.result_timeout(Duration::from_secs(60)), Ok(36));
 }
+
+#[test]
+fn a_timeout_under_a_millisecond_still_times_the_task_out() {
+    let server = RedisServer::start(false);
+    let _workers = Workers::start(&server.url(), 1, 1, &[]);
+    let executor = RedisExecutor::connect(&server.url()).unwrap();
+    let outcomes: Vec<_> = [Duration::ZERO, Duration::from_nanos(500)]
+        .into_iter()
+        .map(|timeout| {
+            executor
+                .submit_with_timeout(hang_forever(), timeout)
+                // A bound to report a task run with no timeout as a failure.
+                .result_timeout(Duration::from_secs(60))
+        })
+        .collect();
+    // Leave without waiting for a task that would never end if the timeout were lost.
+    executor.shutdown(false, false);
+    for outcome in outcomes {
+        assert!(
+            outcome.as_ref().is_err_and(Error::is_task_timeout),
+            "{outcome:?}"
+        );
+    }
+}
