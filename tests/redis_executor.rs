@@ -252,3 +252,62 @@ fn hundred_thousand_tasks_over_four_workers_each_resolve_once() {
     let rate = many_tasks(100_000);
     println!("100000 tasks over 4 Redis workers: {rate:.0} tasks/s");
 }
+
+#[test]
+fn dropping_an_executor_shut_down_without_waiting_does_not_wait_for_its_results() {
+    let server = RedisServer::start(false);
+    // No worker: the task is never run, so a drop that waits for it waits forever.
+    let executor = RedisExecutor::connect(&server.url()).unwrap();
+    let future = executor.submit(square_number(2));
+    executor.shutdown(false, false);
+    let (dropped, was_dropped) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        drop(executor);
+        let _ = dropped.send(());
+    });
+    // A bound to report a hang as a failure, not synchronisation: the drop needs no worker.
+    assert_eq!(
+        was_dropped.recv_timeout(Duration::from_secs(60)),
+        Ok(()),
+        "the drop after shutdown(false, false) waited for a result no worker will produce"
+    );
+    assert!(!future.done());
+}
+
+#[test]
+fn a_task_id_waited_for_twice_resolves_both_futures() {
+    let server = RedisServer::start(false);
+    let executor = RedisExecutor::connect(&server.url()).unwrap();
+    // Both registered before any worker runs the task.
+    let submitted = executor.submit_as("twice", square_number(6));
+    let reattached = executor.reattach::<SquareNumber>("twice");
+    let _workers = Workers::start(&server.url(), 1, 1, &[]);
+    assert_eq!(reattached.result(), Ok(36));
+    // A bound to report a future that never resolves as a failure; it resolved with the
+    // other one, from the same announcement, if at all.
+    assert_eq!(submitted.result_timeout(Duration::from_secs(60)), Ok(36));
+}
+
+#[test]
+fn a_timeout_under_a_millisecond_still_times_the_task_out() {
+    let server = RedisServer::start(false);
+    let _workers = Workers::start(&server.url(), 1, 1, &[]);
+    let executor = RedisExecutor::connect(&server.url()).unwrap();
+    let outcomes: Vec<_> = [Duration::ZERO, Duration::from_nanos(500)]
+        .into_iter()
+        .map(|timeout| {
+            executor
+                .submit_with_timeout(hang_forever(), timeout)
+                // A bound to report a task run with no timeout as a failure.
+                .result_timeout(Duration::from_secs(60))
+        })
+        .collect();
+    // Leave without waiting for a task that would never end if the timeout were lost.
+    executor.shutdown(false, false);
+    for outcome in outcomes {
+        assert!(
+            outcome.as_ref().is_err_and(Error::is_task_timeout),
+            "{outcome:?}"
+        );
+    }
+}

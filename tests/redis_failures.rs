@@ -2,8 +2,9 @@
 //! worker killed mid-task (an idempotent task finishes on another worker, any other fails
 //! with `WorkerDied`; either way the future resolves once), a poison task reaching the
 //! dead-letter stream, tasks with a wrong or missing signature rejected, Redis killed and
-//! restarted mid-run (append-only file on) with nothing lost, and a stopped worker's consumer
-//! removed from the group.
+//! restarted mid-run (append-only file on) with nothing lost, a stopped worker's consumer
+//! removed from the group, and a worker claiming no more of a lost worker's tasks than it has
+//! room for.
 //!
 //! Nothing here sleeps: tasks report on a Redis list that the test waits on (`BLPOP`), and
 //! wait on another that the test pushes to.
@@ -376,4 +377,49 @@ fn the_consumer_of_a_stopped_worker_is_removed() {
     );
     // The live worker still serves.
     assert_eq!(executor.submit(square_number(3)).result(), Ok(9));
+}
+
+#[test]
+fn a_worker_claims_no_more_tasks_of_a_lost_worker_than_it_has_room_for() {
+    let server = RedisServer::start(false);
+    let url = server.url();
+    let mut conn = server.connection();
+    let prefetch = concurrent_futures::WORKER_PREFETCH_VAR;
+    let settings = [(CLAIM_IDLE, "1000"), (prefetch, "0")];
+    let mut workers = Workers::start(&url, 1, 4, &settings);
+    let lost = workers.0[0].id();
+    let executor = RedisExecutor::connect(&url).unwrap();
+    let futures: Vec<_> = (0..4)
+        .map(|_| executor.submit(held_idempotent(url.clone())))
+        .collect();
+    for _ in 0..4 {
+        assert_eq!(next_started(&mut conn), lost);
+    }
+    workers.kill(lost);
+    // Room for one task: concurrency 1, nothing prefetched.
+    let heir = workers.add(&url, 1, &settings);
+    assert_eq!(next_started(&mut conn), heir);
+    // What the heir holds now, while its one claimed task runs.
+    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg("cf:tasks")
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(100)
+        .query(&mut conn)
+        .unwrap();
+    let held = pending
+        .iter()
+        .filter(|(_, consumer, _, _)| consumer.contains(&format!(":{heir}:")))
+        .count();
+    // The rest are claimed as room frees up, and all four finish on the heir.
+    let _: () = redis::cmd("RPUSH")
+        .arg("gate")
+        .arg(&["go"; 4])
+        .query(&mut conn)
+        .unwrap();
+    for future in &futures {
+        assert_eq!(future.result(), Ok(heir));
+    }
+    assert_eq!(held, 1, "{pending:?}");
 }

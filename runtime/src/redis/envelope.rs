@@ -111,8 +111,11 @@ pub(crate) fn encode_body(settings: Settings, call: &[u8]) -> Vec<u8> {
     body.extend_from_slice(&settings.max_deliveries.to_le_bytes());
     body.extend_from_slice(&settings.result_ttl.to_le_bytes());
     let timeout_ms = settings.timeout.map_or(0, |t| {
-        // Rounded up, so that a sub-millisecond timeout is not "none".
-        u64::try_from(t.as_micros().div_ceil(1000)).unwrap_or(u64::MAX)
+        // Rounded up, and at least 1, so that a sub-millisecond (or zero) timeout is not
+        // "none": that would run the task with no timeout at all.
+        u64::try_from(t.as_nanos().div_ceil(1_000_000))
+            .unwrap_or(u64::MAX)
+            .max(1)
     });
     body.extend_from_slice(&timeout_ms.to_le_bytes());
     body.extend_from_slice(call);
@@ -254,6 +257,21 @@ mod tests {
         let body = encode_body(settings, b"call");
         assert_eq!(decode_body(&body), Some((settings, &b"call"[..])));
         assert_eq!(decode_body(&body[..5]), None);
+        for short in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(999),
+        ] {
+            let body = encode_body(
+                Settings {
+                    timeout: Some(short),
+                    ..settings
+                },
+                b"call",
+            );
+            let decoded = decode_body(&body).map(|(s, _)| s.timeout);
+            assert_eq!(decoded, Some(Some(Duration::from_millis(1))), "{short:?}");
+        }
     }
 
     #[test]

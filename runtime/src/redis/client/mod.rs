@@ -53,7 +53,8 @@ const RESULT_POLL: Duration = Duration::from_millis(200);
 /// As with the process pool, a future is running from the moment it is sent: `cancel()`
 /// returns false after `submit`. Dropping the executor waits for every result, as the local
 /// pools do; with no worker attached that is forever, so call `shutdown(false, false)` to
-/// leave without waiting (the results stay in Redis for [`reattach`](Self::reattach)).
+/// leave without waiting, before or at the drop (the results stay in Redis for
+/// [`reattach`](Self::reattach)).
 ///
 /// Workers must run a build with the same task signatures as the submitter: a task whose
 /// name a worker does not know fails with [`Error::Serialization`], and arguments of a
@@ -265,8 +266,9 @@ struct Shared {
 
 #[derive(Default)]
 struct Pending {
-    /// The futures waiting for a result, by task id.
-    futures: HashMap<String, Box<dyn Resolve>>,
+    /// The futures waiting for a result, by task id: several for one id (a task submitted
+    /// and reattached, or submitted twice under one id) all resolve with its one result.
+    futures: HashMap<String, Vec<Box<dyn Resolve>>>,
     /// Reattached tasks: their results are announced to another executor's stream, so the
     /// result thread looks for their keys instead.
     reattached: Vec<String>,
@@ -367,7 +369,9 @@ impl RedisExecutor {
         let mut pending = lock(&self.shared.pending);
         pending
             .futures
-            .insert(id.to_owned(), Box::new(Typed::<T>(future.clone())));
+            .entry(id.to_owned())
+            .or_default()
+            .push(Box::new(Typed::<T>(future.clone())));
         pending.reattached.push(id.to_owned());
         future
     }
@@ -417,7 +421,9 @@ impl RedisExecutor {
                 let _ = future.set_running_or_notify_cancel();
                 pending
                     .futures
-                    .insert(id.clone(), Box::new(Typed::<T>(future.clone())));
+                    .entry(id.clone())
+                    .or_default()
+                    .push(Box::new(Typed::<T>(future.clone())));
                 futures.push(future);
                 outgoing.push(Outgoing {
                     id: id.clone(),
@@ -520,10 +526,14 @@ impl Executor for RedisExecutor {
     }
 }
 
-/// Leaving scope waits for every result: `shutdown(wait = true)`.
+/// Leaving scope waits for every result: `shutdown(wait = true)`, unless the executor was
+/// already shut down without waiting, as the type's docs promise.
 impl Drop for RedisExecutor {
     fn drop(&mut self) {
-        self.shutdown(true, false);
+        // After `shutdown(false, _)` the caller chose to leave: waiting here would wait
+        // forever with no worker attached. The result thread ends once the last result is in.
+        let left = self.shared.shut_down.load(Ordering::Acquire);
+        self.shutdown(!left, false);
     }
 }
 
@@ -531,7 +541,14 @@ impl fmt::Debug for RedisExecutor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisExecutor")
             .field("id", &self.shared.client_id)
-            .field("pending", &lock(&self.shared.pending).futures.len())
+            .field(
+                "pending",
+                &lock(&self.shared.pending)
+                    .futures
+                    .values()
+                    .map(Vec::len)
+                    .sum::<usize>(),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -101,8 +101,12 @@ fn resolve(shared: &Shared, announced: Vec<(String, Vec<u8>)>) {
     let now_idle = {
         let mut pending = lock(&shared.pending);
         for (id, value) in announced {
-            if let Some(future) = pending.futures.remove(&id) {
-                ready.push((id, value, future));
+            if let Some(waiting) = pending.futures.remove(&id) {
+                ready.extend(
+                    waiting
+                        .into_iter()
+                        .map(|future| (id.clone(), value.clone(), future)),
+                );
             }
         }
         let Pending {

@@ -58,9 +58,18 @@ fn send(shared: &Shared, link: &mut Link, outgoing: &[Outgoing]) -> Result<(), E
 pub(super) fn fail_unsent(shared: &Shared, unsent: &[Outgoing], error: &Error) {
     let failed: Vec<Box<dyn Resolve>> = {
         let mut pending = lock(&shared.pending);
+        // The newest future of each id is the unsent task's (registered just before it was
+        // queued); an older one for the same id waits on for its own task's result.
         let failed = unsent
             .iter()
-            .filter_map(|task| pending.futures.remove(&task.id))
+            .filter_map(|task| {
+                let waiting = pending.futures.get_mut(&task.id)?;
+                let future = waiting.pop();
+                if waiting.is_empty() {
+                    pending.futures.remove(&task.id);
+                }
+                future
+            })
             .collect();
         if pending.futures.is_empty() {
             shared.all_done.notify_all();

@@ -126,6 +126,12 @@ fn claim_stopped(worker: &Worker, link: &mut Link, idle_ms: &str) -> redis::Redi
     if owners.keys().all(|entry| mine.contains(entry)) {
         return Ok(());
     }
+    // No more than there is room for, as for reads: a worker holds at most its capacity,
+    // so that its own loss takes few tasks with it. Workers with room claim the rest.
+    let room = worker.capacity.saturating_sub(mine.len()).min(CLAIM_BATCH);
+    if room == 0 {
+        return Ok(());
+    }
     let claimed: StreamAutoClaimReply = link.run(None, |conn| {
         redis::cmd("XAUTOCLAIM")
             .arg(&worker.tasks)
@@ -134,7 +140,7 @@ fn claim_stopped(worker: &Worker, link: &mut Link, idle_ms: &str) -> redis::Redi
             .arg(idle_ms)
             .arg("0-0")
             .arg("COUNT")
-            .arg(CLAIM_BATCH)
+            .arg(room)
             .query(conn)
     })?;
     for entry in claimed.claimed {
