@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::ProcessPoolExecutor;
-use super::scheduler::Completion;
+use super::scheduler::{Completion, mark_sent, was_sent};
 use crate::error::Error;
 use crate::future::Future;
 use crate::process::wire;
@@ -15,8 +15,7 @@ struct RawFuture(Future<Vec<u8>>);
 
 impl Completion for RawFuture {
     fn send(&self) -> bool {
-        self.0.state() == crate::future::State::Running
-            || self.0.set_running_or_notify_cancel().unwrap_or(false)
+        mark_sent(&self.0)
     }
 
     fn succeed(&self, mut body: Vec<u8>, at: usize) {
@@ -34,7 +33,7 @@ impl Completion for RawFuture {
     }
 
     fn sent(&self) -> bool {
-        self.0.state() == crate::future::State::Running
+        was_sent(&self.0)
     }
 }
 

@@ -55,13 +55,23 @@ pub(super) trait Completion: Send {
     fn sent(&self) -> bool;
 }
 
+/// [`Completion::send`] for one future: Python's `set_running_or_notify_cancel`, except that a
+/// future already running (sent before, to a worker that died without starting it) goes again.
+pub(super) fn mark_sent<T>(future: &Future<T>) -> bool {
+    was_sent(future) || future.set_running_or_notify_cancel().unwrap_or(false)
+}
+
+/// [`Completion::sent`] for one future.
+pub(super) fn was_sent<T>(future: &Future<T>) -> bool {
+    future.state() == crate::future::State::Running
+}
+
 /// The future of one call of task type `T`, which knows how to read its output.
 pub(super) struct TaskFuture<T: Task>(pub(super) Future<T::Output>);
 
 impl<T: Task> Completion for TaskFuture<T> {
     fn send(&self) -> bool {
-        self.0.state() == crate::future::State::Running
-            || self.0.set_running_or_notify_cancel().unwrap_or(false)
+        mark_sent(&self.0)
     }
 
     fn succeed(&self, body: Vec<u8>, at: usize) {
@@ -81,7 +91,7 @@ impl<T: Task> Completion for TaskFuture<T> {
     }
 
     fn sent(&self) -> bool {
-        self.0.state() == crate::future::State::Running
+        was_sent(&self.0)
     }
 }
 
@@ -126,8 +136,7 @@ impl<T: Task> Chunk<T> {
 
 impl<T: Task> Completion for Chunk<T> {
     fn send(&self) -> bool {
-        self.future.state() == crate::future::State::Running
-            || self.future.set_running_or_notify_cancel().unwrap_or(false)
+        mark_sent(&self.future)
     }
 
     fn succeed(&self, body: Vec<u8>, at: usize) {
@@ -159,7 +168,7 @@ impl<T: Task> Completion for Chunk<T> {
     }
 
     fn sent(&self) -> bool {
-        self.future.state() == crate::future::State::Running
+        was_sent(&self.future)
     }
 }
 

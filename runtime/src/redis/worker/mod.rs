@@ -224,17 +224,8 @@ fn read_loop(worker: &Worker, mut link: Link) {
             worker.capacity - held.entries.len()
         };
         let read = link.run(None, |conn| {
-            redis::cmd("XREADGROUP")
-                .arg("GROUP")
-                .arg(GROUP)
-                .arg(&worker.consumer)
-                .arg("COUNT")
-                .arg(room)
-                .arg("BLOCK")
-                .arg(&block_ms)
-                .arg("STREAMS")
-                .arg(&worker.tasks)
-                .arg(">")
+            worker
+                .read_group(room, Some(&block_ms), ">")
                 .query::<Option<StreamReadReply>>(conn)
         });
         match read {
@@ -259,15 +250,8 @@ fn read_loop(worker: &Worker, mut link: Link) {
 fn recover_own(worker: &Worker, link: &mut Link) {
     let count = worker.capacity.saturating_mul(2).saturating_add(100);
     let read = link.run(None, |conn| {
-        redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(GROUP)
-            .arg(&worker.consumer)
-            .arg("COUNT")
-            .arg(count)
-            .arg("STREAMS")
-            .arg(&worker.tasks)
-            .arg("0")
+        worker
+            .read_group(count, None, "0")
             .query::<Option<StreamReadReply>>(conn)
     });
     let read = match read {
@@ -290,6 +274,22 @@ fn recover_own(worker: &Worker, link: &mut Link) {
 }
 
 impl Worker {
+    /// `XREADGROUP` of up to `count` entries of the task stream under this worker's name, from
+    /// `from` (`>`: new deliveries; `0`: its own pending ones), blocking for `block_ms` if given.
+    fn read_group(&self, count: usize, block_ms: Option<&str>, from: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(GROUP)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(count);
+        if let Some(block_ms) = block_ms {
+            cmd.arg("BLOCK").arg(block_ms);
+        }
+        cmd.arg("STREAMS").arg(&self.tasks).arg(from);
+        cmd
+    }
+
     /// Takes one delivered task: checks it, then runs it, or finishes it at once (rejected,
     /// over its delivery limit, or lost with a worker and not idempotent). `claimed` is the
     /// delivery count and the previous owner of a task claimed from another worker.
