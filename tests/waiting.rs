@@ -467,6 +467,46 @@ fn as_completed_yields_duplicates_once() {
     assert_eq!(values, [1, 2]);
 }
 
+/// Each future remembers the last call that saw it; a second call while the first is still
+/// going must neither lose its own duplicates nor spoil the first's.
+#[test]
+fn overlapping_calls_each_yield_duplicates_once() {
+    let a = finished(1_u8);
+    let b: Future<u8> = Future::new();
+    let c = finished(3_u8);
+    let mut outer = as_completed([&a, &b, &a, &c, &b]);
+    assert_eq!(outer.len(), 3);
+    let first = outer.next().unwrap().result().unwrap();
+    // The outer call is still going: its marks stay on a, b and c.
+    let inner: Vec<u8> = as_completed_timeout([&c, &a, &c, &b, &a, &b], Duration::ZERO)
+        .filter_map(Result::ok)
+        .map(|f| f.result().unwrap())
+        .collect();
+    assert_eq!(inner, [3, 1]);
+    let split = wait(
+        [&b, &a, &b, &a],
+        ReturnWhen::AllCompleted,
+        Some(Duration::ZERO),
+    );
+    assert_eq!((split.done.len(), split.not_done.len()), (1, 1));
+    b.set_result(2).unwrap();
+    let mut rest: Vec<u8> = outer.map(|f| f.result().unwrap()).collect();
+    rest.insert(0, first);
+    assert_eq!(rest, [1, 3, 2]);
+}
+
+/// A finished call's marks mean nothing to the next call over the same futures.
+#[test]
+fn calls_one_after_another_each_yield_duplicates_once() {
+    let futures: Vec<Future<u8>> = (0..4).map(finished).collect();
+    let with_clones: Vec<&Future<u8>> = futures.iter().chain(futures.iter().rev()).collect();
+    for _ in 0..3 {
+        assert_eq!(as_completed(&with_clones).count(), 4);
+        let split = wait(&with_clones, ReturnWhen::AllCompleted, None);
+        assert_eq!(split.done.len(), 4);
+    }
+}
+
 #[test]
 fn as_completed_timeout_message_counts_unfinished() {
     let futures: Vec<Future<u8>> = vec![finished(0), Future::new(), finished(2), Future::new()];

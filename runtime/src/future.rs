@@ -7,9 +7,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::sync::{Arc, Condvar, Mutex, MutexGuard, lock};
+use crate::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, lock};
 use crate::unwind;
-use crate::waiting::WaitSet;
+use crate::waiting::{WaitSet, Watch};
 
 /// Where a future is in its life, as Python's `concurrent.futures` states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,13 +42,35 @@ pub enum State {
 /// assert_eq!(format!("{future:?}").contains("state=finished returned i32"), true);
 /// ```
 pub struct Future<T> {
-    inner: Arc<Inner<T>>,
+    inner: Arc<Core<T, dyn Send + Sync>>,
 }
 
-struct Inner<T> {
+/// A future's shared state, followed by the job that completes it: an executor that runs the
+/// job in this process (the thread pool) allocates one block per task, not one for the state
+/// and another for the job, and the worker that runs it frees nothing (the last handle does).
+pub(crate) struct Core<T, J: ?Sized> {
     slot: Mutex<Slot<T>>,
     /// Wakes threads blocked in `result` and friends.
     done: Condvar,
+    /// The executor's job, `()` for a future made by [`Future::new`]. Unsized last, so that a
+    /// `Future<T>` does not name the job's type.
+    pub(crate) job: J,
+}
+
+impl<T, J> Core<T, J> {
+    fn new(job: J) -> Self {
+        Self {
+            slot: Mutex::new(Slot {
+                phase: Phase::Pending,
+                sleepers: 0,
+                waiter: None,
+                rare: None,
+                seen_by: Weak::new(),
+            }),
+            done: Condvar::new(),
+            job,
+        }
+    }
 }
 
 struct Slot<T> {
@@ -61,6 +83,9 @@ struct Slot<T> {
     waiter: Option<(Arc<WaitSet>, usize)>,
     /// What most futures never have, kept out of line so that a pending future stays small.
     rare: Option<Box<Rare<T>>>,
+    /// The `wait`/`as_completed` call that last saw this future, so that a call finds its
+    /// duplicates without a hash set. Weak: it says nothing once that call has ended.
+    seen_by: Weak<WaitSet>,
 }
 
 /// Done callbacks, async wakers, and waiters beyond the first.
@@ -122,16 +147,31 @@ impl<T> Future<T> {
     /// A pending future. Executors create these; so may tests and custom executors.
     pub fn new() -> Self {
         Self {
-            inner: Arc::new(Inner {
-                slot: Mutex::new(Slot {
-                    phase: Phase::Pending,
-                    sleepers: 0,
-                    waiter: None,
-                    rare: None,
-                }),
-                done: Condvar::new(),
-            }),
+            inner: Arc::new(Core::new(())),
         }
+    }
+
+    /// A pending future sharing one allocation with `job`, and a second handle to that
+    /// allocation typed by the job, for the executor that runs it.
+    pub(crate) fn with_job<J>(job: J) -> (Self, Arc<Core<T, J>>)
+    where
+        J: Send + Sync + 'static,
+        T: 'static,
+    {
+        let shared = Arc::new(Core::new(job));
+        let future = Self {
+            inner: Arc::clone(&shared) as Arc<Core<T, dyn Send + Sync>>,
+        };
+        (future, shared)
+    }
+
+    /// The future of an executor's typed handle from [`with_job`](Self::with_job).
+    pub(crate) fn from_shared<J>(shared: Arc<Core<T, J>>) -> Self
+    where
+        J: Send + Sync + 'static,
+        T: 'static,
+    {
+        Self { inner: shared }
     }
 
     /// A future already failed with `error`: what `submit` returns when a task cannot be
@@ -402,23 +442,34 @@ impl<T> Future<T> {
 
     /// Identity of the shared state, so that `wait` and `as_completed` count clones once.
     pub(crate) fn id(&self) -> usize {
-        Arc::as_ptr(&self.inner) as *const () as usize
+        Arc::as_ptr(&self.inner).cast::<()>() as usize
     }
 
-    /// Registers `set` to receive `key` when this future is done, and returns false; if it is
-    /// already done, registers nothing and returns true (the caller counts it as ready without
-    /// a trip through the set). Checked and registered under one lock: no completion is missed.
-    pub(crate) fn subscribe(&self, set: &Arc<WaitSet>, key: usize) -> bool {
+    /// Registers `set` to receive `key` when this future is done, checked and registered under
+    /// one lock so that no completion is missed; see [`Watch`] for the outcomes. With `mark`,
+    /// also records that `set`'s call has seen this future, or finds that it had.
+    pub(crate) fn watch(&self, set: &Arc<WaitSet>, key: usize, mark: bool) -> Watch {
         let mut slot = lock(&self.inner.slot);
+        if mark {
+            if std::ptr::eq(slot.seen_by.as_ptr(), Arc::as_ptr(set)) {
+                return Watch::Seen;
+            }
+            if slot.seen_by.strong_count() > 0 {
+                // Another call, still going, has marked it: keep its mark, or it could not
+                // tell its own duplicates.
+                return Watch::Foreign;
+            }
+            slot.seen_by = Arc::downgrade(set);
+        }
         if slot.phase.is_done() {
-            return true;
+            return Watch::Done;
         }
         if slot.waiter.is_none() {
             slot.waiter = Some((Arc::clone(set), key));
         } else {
             slot.rare().waiters.push((Arc::clone(set), key));
         }
-        false
+        Watch::Watching
     }
 
     /// Removes `set`'s registration, when its waiter stops waiting.

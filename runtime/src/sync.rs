@@ -7,7 +7,7 @@
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
-pub(crate) use std::sync::Arc;
+pub(crate) use std::sync::{Arc, Weak};
 #[cfg(not(loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 

@@ -9,7 +9,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::Executor;
 use crate::error::Error;
-use crate::future::Future;
+use crate::future::{Core, Future};
 use crate::sync::{Arc, Mutex, lock};
 use crate::task::Task;
 use crate::unwind;
@@ -62,8 +62,9 @@ struct Shared {
 
 type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
-/// One submitted call, type-erased: run it, fail it, or cancel it.
-struct Job(Box<dyn FnOnce(Directive<'_>) + Send>);
+/// One submitted call, type-erased: run it, fail it, or cancel it. It points into its
+/// future's allocation, where the call waits to be taken (see [`Future::with_job`]).
+struct Job(Arc<dyn Runnable>);
 
 enum Directive<'a> {
     /// Run the task; call `mark_idle` after it ran and before its future completes, so that
@@ -75,14 +76,32 @@ enum Directive<'a> {
     Cancel,
 }
 
-impl Job {
-    fn new<F, R>(future: Future<R>, f: F) -> Self
-    where
-        F: FnOnce() -> R + Send + 'static,
-        R: Send + 'static,
-    {
-        Job(Box::new(move |directive| match directive {
-            Directive::Run { mark_idle } => {
+/// A future's shared state with its call, as the queue sees it. `self: Arc<Self>`: the queue's
+/// handle is consumed, so the call is taken exactly once.
+trait Runnable: Send + Sync {
+    fn follow(self: Arc<Self>, directive: Directive<'_>);
+}
+
+/// The call inside a future's allocation, until the job is followed. A lock, not a cell with
+/// unsafe access: the one thread that follows the job takes it uncontended.
+type Call<F> = std::sync::Mutex<Option<F>>;
+
+impl<R, F> Runnable for Core<R, Call<F>>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    fn follow(self: Arc<Self>, directive: Directive<'_>) {
+        // Taken in every case, so that a cancelled or failed call's captures are dropped now,
+        // not when the last handle to its future is.
+        let call = self
+            .job
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        let future = Future::from_shared(self);
+        match (directive, call) {
+            (Directive::Run { mark_idle }, Some(f)) => {
                 if future.set_running_or_notify_cancel() == Ok(true) {
                     let outcome = unwind::catch(f);
                     mark_idle();
@@ -95,27 +114,40 @@ impl Job {
                     mark_idle();
                 }
             }
-            Directive::Fail(error) => {
+            (Directive::Run { mark_idle }, None) => mark_idle(),
+            (Directive::Fail(error), _) => {
                 // A cancelled future keeps its cancellation.
                 let _ = future.set_exception(error);
             }
-            Directive::Cancel => {
+            (Directive::Cancel, _) => {
                 future.cancel();
                 let _ = future.set_running_or_notify_cancel();
             }
-        }))
+        }
+    }
+}
+
+impl Job {
+    /// The future of `f`, and the job that completes it: one allocation.
+    fn new<F, R>(f: F) -> (Future<R>, Self)
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let (future, shared) = Future::with_job(Call::new(Some(f)));
+        (future, Job(shared))
     }
 
     fn run(self, mark_idle: &dyn Fn()) {
-        (self.0)(Directive::Run { mark_idle });
+        self.0.follow(Directive::Run { mark_idle });
     }
 
     fn fail(self, error: Error) {
-        (self.0)(Directive::Fail(error));
+        self.0.follow(Directive::Fail(error));
     }
 
     fn cancel(self) {
-        (self.0)(Directive::Cancel);
+        self.0.follow(Directive::Cancel);
     }
 }
 
@@ -267,8 +299,8 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let future = Future::new();
-        self.schedule(Job::new(future.clone(), f));
+        let (future, job) = Job::new(f);
+        self.schedule(job);
         future
     }
 
@@ -324,12 +356,17 @@ impl ThreadPoolExecutor {
 
     /// Starts a thread unless one is idle or the pool is full.
     fn adjust_thread_count(&self) {
+        // A full pool never starts another thread: skip the idle count, which every finished
+        // task writes, so that submit and the threads do not pass its cache line back and forth.
+        if self.shared.is_full() {
+            return;
+        }
         let took_idle = self
             .shared
             .idle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok();
-        if took_idle || self.shared.started.load(Ordering::Acquire) >= self.shared.max_workers {
+        if took_idle {
             return;
         }
         let mut threads = lock(&self.shared.threads);
@@ -374,7 +411,9 @@ impl Shared {
             }
         }
         let mark_idle = || {
-            self.idle.fetch_add(1, Ordering::AcqRel);
+            if !self.is_full() {
+                self.idle.fetch_add(1, Ordering::AcqRel);
+            }
         };
         while let Ok(job) = self.receiver.recv() {
             match self.broken.get() {
@@ -384,6 +423,11 @@ impl Shared {
                 None => job.run(&mark_idle),
             }
         }
+    }
+
+    /// All `max_workers` threads started: none will be again, and idleness no longer matters.
+    fn is_full(&self) -> bool {
+        self.started.load(Ordering::Acquire) >= self.max_workers
     }
 
     fn mark_broken(&self, reason: String) {

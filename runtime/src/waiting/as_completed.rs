@@ -1,7 +1,5 @@
 //! `as_completed`: futures handed back as they finish.
 
-use std::collections::HashSet;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::time::{Duration, Instant};
 
 use super::Waitable;
@@ -30,7 +28,7 @@ where
     I::Item: Waitable,
 {
     AsCompleted {
-        completions: Completions::new(dedup(futures)),
+        completions: Completions::new(futures, true),
     }
 }
 
@@ -57,7 +55,7 @@ where
     I::Item: Waitable,
 {
     AsCompletedTimeout {
-        completions: Completions::new(dedup(futures)),
+        completions: Completions::new(futures, true),
         deadline: Instant::now().checked_add(timeout),
     }
 }
@@ -100,7 +98,7 @@ impl<W: Waitable> AsCompletedTimeout<W> {
         I: IntoIterator<Item = W>,
     {
         Self {
-            completions: Completions::new(dedup(futures)),
+            completions: Completions::new(futures, true),
             deadline: None,
         }
     }
@@ -125,40 +123,5 @@ impl<W: Waitable> Iterator for AsCompletedTimeout<W> {
                 }))
             }
         }
-    }
-}
-
-/// Keeps the first of each future, as Python's conversion to a set does.
-pub(crate) fn dedup<I>(futures: I) -> Vec<I::Item>
-where
-    I: IntoIterator,
-    I::Item: Waitable,
-{
-    let futures = futures.into_iter();
-    let mut seen = HashSet::with_capacity_and_hasher(futures.size_hint().0, IdHasher::default());
-    futures.filter(|f| seen.insert(f.__id())).collect()
-}
-
-/// Hashes a future's identity (the address of its shared state) with one multiplication:
-/// SipHash costs more than the rest of `as_completed`'s work per future.
-type IdHasher = BuildHasherDefault<AddressHasher>;
-
-#[derive(Default)]
-struct AddressHasher(u64);
-
-impl Hasher for AddressHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 << 8 | u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_usize(&mut self, address: usize) {
-        // Allocations are 16-byte aligned: the low bits carry nothing.
-        self.0 = ((address as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }

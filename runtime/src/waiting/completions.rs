@@ -1,10 +1,55 @@
 //! `Completions`: a set of watched futures handed back one by one as they complete.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
-use super::{WaitSet, Waitable};
+use super::{WaitSet, Waitable, Watch};
 use crate::sync::Arc;
+
+/// Registers `set` with each of `items`, keyed by position in the returned list, and returns
+/// that list and the keys of those already done, in input order. With `dedup`, keeps only the
+/// first of each future (Python converts to a set): each future remembers the last call that
+/// saw it, so no hash set is needed unless two calls watch the same future at once.
+pub(crate) fn watch_all<I>(
+    items: I,
+    set: &Arc<WaitSet>,
+    dedup: bool,
+) -> (Vec<I::Item>, VecDeque<usize>)
+where
+    I: IntoIterator,
+    I::Item: Waitable,
+{
+    let items = items.into_iter();
+    let mut kept = Vec::with_capacity(items.size_hint().0);
+    let mut ready = VecDeque::new();
+    // Futures another call had marked: checked here instead, for the rest of this call.
+    let mut unmarked: Option<HashSet<usize, IdHasher>> = None;
+    for item in items {
+        let key = kept.len();
+        if unmarked
+            .as_ref()
+            .is_some_and(|seen| seen.contains(&item.__id()))
+        {
+            continue;
+        }
+        let watch = match item.__watch(set, key, dedup) {
+            Watch::Seen => continue,
+            Watch::Foreign => {
+                unmarked
+                    .get_or_insert_with(HashSet::default)
+                    .insert(item.__id());
+                item.__watch(set, key, false)
+            }
+            watch => watch,
+        };
+        if watch == Watch::Done {
+            ready.push_back(key);
+        }
+        kept.push(item);
+    }
+    (kept, ready)
+}
 
 /// Watches `items` and yields each, with its index, once it is done: already-done ones first
 /// (in input order), then in completion order. Unwatches whatever is left when dropped.
@@ -19,14 +64,13 @@ pub(crate) struct Completions<W: Waitable> {
 }
 
 impl<W: Waitable> Completions<W> {
-    pub(crate) fn new(items: Vec<W>) -> Self {
+    /// Watches `items`; with `dedup`, the first of each future only.
+    pub(crate) fn new<I>(items: I, dedup: bool) -> Self
+    where
+        I: IntoIterator<Item = W>,
+    {
         let set = Arc::new(WaitSet::default());
-        let mut ready = VecDeque::new();
-        for (key, item) in items.iter().enumerate() {
-            if item.__subscribe(&set, key) {
-                ready.push_back(key);
-            }
-        }
+        let (items, ready) = watch_all(items, &set, dedup);
         Self {
             remaining: items.len(),
             items: items.into_iter().map(Some).collect(),
@@ -71,5 +115,29 @@ impl<W: Waitable> Completions<W> {
 impl<W: Waitable> Drop for Completions<W> {
     fn drop(&mut self) {
         self.close();
+    }
+}
+
+/// Hashes a future's identity (the address of its shared state) with one multiplication:
+/// SipHash costs more than the rest of `as_completed`'s work per future.
+type IdHasher = BuildHasherDefault<AddressHasher>;
+
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 << 8 | u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        // Allocations are 16-byte aligned: the low bits carry nothing.
+        self.0 = ((address as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }

@@ -16,7 +16,7 @@ pub fn waitable<T: Send + 'static>(future: &Future<T>) -> Box<dyn Waitable> {
 /// The indices of `futures` in completion order (already done ones first). No deduplication:
 /// two arms on clones of one future both run.
 pub fn completion_order(futures: Vec<Box<dyn Waitable>>) -> impl Iterator<Item = usize> {
-    let mut completions = Completions::new(futures);
+    let mut completions = Completions::new(futures, false);
     std::iter::from_fn(move || completions.next_done(None).map(|(index, _)| index))
 }
 

@@ -7,6 +7,7 @@ mod wait;
 mod wait_set;
 
 pub use as_completed::{AsCompleted, AsCompletedTimeout, as_completed, as_completed_timeout};
+pub(crate) use completions::watch_all;
 pub use wait::{DoneAndNotDone, ReturnWhen, wait};
 pub use wait_set::WaitSet;
 
@@ -44,9 +45,9 @@ pub trait Waitable {
     #[doc(hidden)]
     fn __id(&self) -> usize;
 
-    /// Registers `set` for `key`; true (and nothing registered) if already done.
+    /// Registers `set` for `key`, and with `mark` notes that `set`'s call has seen it.
     #[doc(hidden)]
-    fn __subscribe(&self, set: &Arc<WaitSet>, key: usize) -> bool;
+    fn __watch(&self, set: &Arc<WaitSet>, key: usize, mark: bool) -> Watch;
 
     #[doc(hidden)]
     fn __unsubscribe(&self, set: &Arc<WaitSet>);
@@ -69,8 +70,8 @@ impl<T> Waitable for Future<T> {
         self.id()
     }
 
-    fn __subscribe(&self, set: &Arc<WaitSet>, key: usize) -> bool {
-        self.subscribe(set, key)
+    fn __watch(&self, set: &Arc<WaitSet>, key: usize, mark: bool) -> Watch {
+        self.watch(set, key, mark)
     }
 
     fn __unsubscribe(&self, set: &Arc<WaitSet>) {
@@ -97,8 +98,8 @@ macro_rules! forward_waitable {
                 (**self).__id()
             }
 
-            fn __subscribe(&self, set: &Arc<WaitSet>, key: usize) -> bool {
-                (**self).__subscribe(set, key)
+            fn __watch(&self, set: &Arc<WaitSet>, key: usize, mark: bool) -> Watch {
+                (**self).__watch(set, key, mark)
             }
 
             fn __unsubscribe(&self, set: &Arc<WaitSet>) {
@@ -109,3 +110,18 @@ macro_rules! forward_waitable {
 }
 
 forward_waitable!(&W, &mut W, Box<W>, Arc<W>);
+
+/// What registering a waiter with a future found.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// This call has seen the future already (a duplicate, or a clone): nothing registered.
+    Seen,
+    /// Already done: nothing registered; the caller counts it as ready at once.
+    Done,
+    /// Registered: the set receives the key when the future is done.
+    Watching,
+    /// Another call still going has marked the future: nothing registered. The caller checks
+    /// for a duplicate itself, then registers without a mark.
+    Foreign,
+}

@@ -1,10 +1,8 @@
 //! `wait`: block until some or all of a set of futures are done.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::as_completed::dedup;
-use super::{WaitSet, Waitable};
+use super::{WaitSet, Waitable, watch_all};
 use crate::sync::Arc;
 
 /// When [`wait`] returns, as Python's `FIRST_COMPLETED`, `FIRST_EXCEPTION`, `ALL_COMPLETED`.
@@ -55,15 +53,9 @@ where
     I: IntoIterator,
     I::Item: Waitable,
 {
-    let futures = dedup(futures);
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let set = Arc::new(WaitSet::default());
-    let mut ready = VecDeque::new();
-    for (key, future) in futures.iter().enumerate() {
-        if future.__subscribe(&set, key) {
-            ready.push_back(key);
-        }
-    }
+    let (futures, mut ready) = watch_all(futures, &set, true);
     let mut done = 0;
     while done < futures.len() {
         let satisfied = match return_when {
