@@ -720,6 +720,7 @@ impl Compare {
             pool.shutdown();
             Ok::<_, String>(lat)
         });
+        let floor = socket_ping_pong(n);
         for (id, q, key) in [("W7", 50, "W7P50"), ("W7", 99, "W7P99")] {
             let python = self.python(key, "submit().result() in a loop");
             self.rows.push(
@@ -737,7 +738,12 @@ impl Compare {
                     "procspawn: pool.spawn(..).join()",
                     percentile_us(&procspawn, q),
                 )
-                .peer(python.system, python.figure),
+                .peer(python.system, python.figure)
+                .peer(
+                    "FLOOR: 8 bytes to another process and back over one Unix socket \
+                     (no pool, two wake-ups)",
+                    percentile_us(&floor, q),
+                ),
             );
         }
     }
@@ -1104,7 +1110,46 @@ fn pipe_echo(n: u64, size: usize) -> Result<f64, String> {
     Ok(n as f64 / elapsed.as_secs_f64())
 }
 
-/// `--echo`: copies stdin to stdout in 1 MiB blocks until stdin ends (the LIMIT of W5).
+/// The FLOOR of W7: `n` sequential round trips of 8 bytes to the `--echo` process and back
+/// over one Unix socket, each timed. Two wake-ups per trip (that process, then this thread):
+/// what any pool whose workers are other processes pays at least, on this machine, now.
+fn socket_ping_pong(n: usize) -> Result<Vec<Duration>, String> {
+    use std::os::unix::net::UnixStream;
+
+    let (mut ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut child = Command::new(exe)
+        .arg("--echo")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(
+            theirs.try_clone().map_err(|e| e.to_string())?,
+        )))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .spawn()
+        .map_err(|e| format!("n/a: cannot start the echo process: {e}"))?;
+    let mut trip = |i: u64| -> Result<Duration, String> {
+        let t = Instant::now();
+        ours.write_all(&i.to_le_bytes()).map_err(|e| e.to_string())?;
+        let mut back = [0u8; 8];
+        ours.read_exact(&mut back).map_err(|e| e.to_string())?;
+        let elapsed = t.elapsed();
+        if u64::from_le_bytes(back) != i {
+            return Err(format!("echo of {i} came back as {back:?}"));
+        }
+        Ok(elapsed)
+    };
+    // Warm up as the pools are.
+    for i in 0..50 {
+        trip(i)?;
+    }
+    let latencies = (0..n as u64).map(&mut trip).collect::<Result<Vec<_>, _>>()?;
+    ours.shutdown(std::net::Shutdown::Write)
+        .map_err(|e| e.to_string())?;
+    child.wait().map_err(|e| e.to_string())?;
+    Ok(latencies)
+}
+
+/// `--echo`: copies stdin to stdout in 1 MiB blocks until stdin ends (the LIMIT of W5, the
+/// FLOOR of W7).
 fn echo_stdin_to_stdout() {
     let mut input = std::io::stdin().lock();
     let mut output = std::io::stdout().lock();
@@ -1113,7 +1158,12 @@ fn echo_stdin_to_stdout() {
         match input.read(&mut block) {
             Ok(0) | Err(_) => return,
             Ok(read) => {
-                if output.write_all(&block[..read]).is_err() {
+                // Flushed at once: stdout buffers lines, and the W7 floor sends 8 bytes at a time.
+                if output
+                    .write_all(&block[..read])
+                    .and_then(|()| output.flush())
+                    .is_err()
+                {
                     return;
                 }
             }
