@@ -1128,7 +1128,8 @@ fn socket_ping_pong(n: usize) -> Result<Vec<Duration>, String> {
         .map_err(|e| format!("n/a: cannot start the echo process: {e}"))?;
     let mut trip = |i: u64| -> Result<Duration, String> {
         let t = Instant::now();
-        ours.write_all(&i.to_le_bytes()).map_err(|e| e.to_string())?;
+        ours.write_all(&i.to_le_bytes())
+            .map_err(|e| e.to_string())?;
         let mut back = [0u8; 8];
         ours.read_exact(&mut back).map_err(|e| e.to_string())?;
         let elapsed = t.elapsed();
@@ -1141,7 +1142,9 @@ fn socket_ping_pong(n: usize) -> Result<Vec<Duration>, String> {
     for i in 0..50 {
         trip(i)?;
     }
-    let latencies = (0..n as u64).map(&mut trip).collect::<Result<Vec<_>, _>>()?;
+    let latencies = (0..n as u64)
+        .map(&mut trip)
+        .collect::<Result<Vec<_>, _>>()?;
     ours.shutdown(std::net::Shutdown::Write)
         .map_err(|e| e.to_string())?;
     child.wait().map_err(|e| e.to_string())?;

@@ -504,7 +504,7 @@ fn initializer_failure_breaks_pool_and_fails_queued_futures() {
         .build()
         .unwrap();
     let (ran_tx, ran_rx) = mpsc::channel::<usize>();
-    let futures: Vec<_> = (0..5)
+    let futures: Vec<_> = (0..MANY)
         .map(|i| {
             let ran = ran_tx.clone();
             executor.spawn(move || ran.send(i).unwrap())
@@ -692,6 +692,73 @@ fn shutdown_wait_and_cancel_futures_completes_started_work() {
     assert_eq!(running.state(), State::Finished);
     assert_eq!(running.result(), Ok(0));
     assert!(queued.iter().all(Future::cancelled));
+}
+
+// Far more queued tasks than the pool's queue keeps in its ring (1,024): the rest wait in its
+// overflow list, and must behave the same.
+const MANY: usize = 5_000;
+
+#[test]
+fn many_queued_tasks_run_in_submission_order() {
+    let executor = ThreadPoolExecutor::new(1);
+    let gate = Gate::new();
+    let hold = gate.handle();
+    executor.spawn(move || hold.wait());
+    let order = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..MANY {
+        let order = Arc::clone(&order);
+        executor.spawn(move || order.lock().unwrap().push(i));
+    }
+    gate.open();
+    executor.shutdown(true, false);
+    assert_eq!(*order.lock().unwrap(), (0..MANY).collect::<Vec<_>>());
+}
+
+#[test]
+fn shutdown_without_wait_still_runs_many_queued_tasks() {
+    let executor = ThreadPoolExecutor::new(2);
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let held: Vec<_> = (0..2)
+        .map(|i| spawn_held(&executor, &gate, &started_tx, i))
+        .collect();
+    let queued: Vec<_> = (0..MANY).map(|i| executor.spawn(move || i)).collect();
+    started_rx.recv().unwrap();
+    started_rx.recv().unwrap();
+    executor.shutdown(false, false);
+    assert!(executor.spawn(|| 0).result().unwrap_err().is_shut_down());
+    gate.open();
+    assert_eq!(held.iter().map(|f| f.result().unwrap()).sum::<usize>(), 1);
+    for (i, future) in queued.iter().enumerate() {
+        assert_eq!(future.result(), Ok(i));
+    }
+    executor.shutdown(true, false);
+    assert_eq!(executor.thread_count(), 2);
+}
+
+#[test]
+fn shutdown_cancel_futures_cancels_many_queued_tasks() {
+    let executor = ThreadPoolExecutor::new(2);
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let held: Vec<_> = (0..2)
+        .map(|i| spawn_held(&executor, &gate, &started_tx, i))
+        .collect();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let queued: Vec<_> = (0..MANY)
+        .map(|_| {
+            let ran = Arc::clone(&ran);
+            executor.spawn(move || ran.fetch_add(1, Ordering::SeqCst))
+        })
+        .collect();
+    started_rx.recv().unwrap();
+    started_rx.recv().unwrap();
+    executor.shutdown(false, true);
+    assert!(queued.iter().all(Future::cancelled));
+    gate.open();
+    executor.shutdown(true, false);
+    assert!(held.iter().all(|f| f.result().is_ok()));
+    assert_eq!(ran.load(Ordering::SeqCst), 0, "no cancelled task ran");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! The `Executor` trait every pool implements, and the `map` that all of them share.
 
+mod job_queue;
 mod map;
 pub(crate) mod process_pool;
 pub(crate) mod thread_pool;

@@ -5,9 +5,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_utils::CachePadded;
 
 use super::Executor;
+use super::job_queue::JobQueue;
 use crate::error::Error;
 use crate::future::{Core, Future};
 use crate::sync::{Arc, Mutex, lock};
@@ -41,9 +42,13 @@ pub struct ThreadPoolExecutor {
 
 /// What the executor handle and its threads share.
 struct Shared {
-    /// `None` once shut down: workers drain what is queued, then see the channel close.
-    sender: Mutex<Option<Sender<Job>>>,
-    receiver: Receiver<Job>,
+    /// False once shut down. Held while submitting, as Python's shutdown lock is. On a cache
+    /// line of its own: every submit writes it, and the threads read the fields around it on
+    /// every task.
+    open: CachePadded<Mutex<bool>>,
+    /// Jobs in submission order; `None` tells a thread to exit. Shutting down appends one for
+    /// each thread, so that each finishes what was queued before it, then exits.
+    queue: JobQueue<Option<Job>>,
     /// Threads that finished a job and have not been handed another by `submit`: Python's
     /// idle semaphore. `submit` takes one instead of starting a thread.
     idle: AtomicUsize,
@@ -232,11 +237,10 @@ impl ThreadPoolBuilder {
                 POOLS.fetch_add(1, Ordering::Relaxed)
             )
         });
-        let (sender, receiver) = crossbeam_channel::unbounded();
         Ok(ThreadPoolExecutor {
             shared: Arc::new(Shared {
-                sender: Mutex::new(Some(sender)),
-                receiver,
+                open: CachePadded::new(Mutex::new(true)),
+                queue: JobQueue::new(),
                 idle: AtomicUsize::new(0),
                 threads: Mutex::new(Vec::new()),
                 started: AtomicUsize::new(0),
@@ -309,14 +313,18 @@ impl ThreadPoolExecutor {
     /// See [`Executor::shutdown`]. With `wait`, joins every thread (except the calling one,
     /// if a task shuts down its own pool).
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        let sender = lock(&self.shared.sender).take();
+        let mut open = lock(&self.shared.open);
         if cancel_futures {
-            for job in self.shared.receiver.try_iter() {
-                job.cancel();
+            self.shared.take_queued(Job::cancel);
+        }
+        if std::mem::replace(&mut *open, false) {
+            // Each thread finishes what is queued, then takes one of these and exits. No
+            // thread starts after this: starting one needs the pool open.
+            for _ in 0..lock(&self.shared.threads).len() {
+                self.shared.queue.push(None);
             }
         }
-        // Closing the channel: each thread finishes what is queued, then exits.
-        drop(sender);
+        drop(open);
         if wait {
             let _joining = lock(&self.shared.joining);
             let threads = std::mem::take(&mut *lock(&self.shared.threads));
@@ -336,22 +344,21 @@ impl ThreadPoolExecutor {
                 reason: reason.clone(),
             });
         }
-        let sender = lock(&self.shared.sender);
-        let Some(channel) = sender.as_ref() else {
+        let open = lock(&self.shared.open);
+        if !*open {
             return job.fail(Error::ShutDown);
-        };
-        // Unbounded, and `shared` holds a receiver: sending cannot fail.
-        let _ = channel.send(job);
+        }
+        self.shared.queue.push(Some(job));
         if self.shared.broken.get().is_some() {
-            drop(sender);
-            // Broken between the check and the send; no thread may be left to fail the job.
+            drop(open);
+            // Broken between the check and the push; no thread may be left to fail the job.
             self.shared.fail_queued();
             return;
         }
-        // Still under the sender lock, as Python's submit holds its shutdown lock: a
-        // concurrent shutdown(wait = true) then sees the thread this job needs, and joins it.
+        // Still under the lock, as Python's submit holds its shutdown lock: a concurrent
+        // shutdown then sees the thread this job needs, and tells it to exit after the job.
         self.adjust_thread_count();
-        drop(sender);
+        drop(open);
     }
 
     /// Starts a thread unless one is idle or the pool is full.
@@ -415,7 +422,7 @@ impl Shared {
                 self.idle.fetch_add(1, Ordering::AcqRel);
             }
         };
-        while let Ok(job) = self.receiver.recv() {
+        while let Some(job) = self.queue.pop() {
             match self.broken.get() {
                 Some(reason) => job.fail(Error::Broken {
                     reason: reason.clone(),
@@ -437,10 +444,24 @@ impl Shared {
 
     fn fail_queued(&self) {
         let reason = self.broken.get().cloned().unwrap_or_default();
-        for job in self.receiver.try_iter() {
+        self.take_queued(|job| {
             job.fail(Error::Broken {
                 reason: reason.clone(),
             });
+        });
+    }
+
+    /// Takes every queued job and hands it to `each`, keeping the threads' exit markers.
+    fn take_queued(&self, mut each: impl FnMut(Job)) {
+        let mut exits = 0;
+        while let Some(item) = self.queue.try_pop() {
+            match item {
+                Some(job) => each(job),
+                None => exits += 1,
+            }
+        }
+        for _ in 0..exits {
+            self.queue.push(None);
         }
     }
 }
@@ -476,8 +497,8 @@ impl fmt::Debug for ThreadPoolExecutor {
         f.debug_struct("ThreadPoolExecutor")
             .field("max_workers", &self.shared.max_workers)
             .field("threads", &self.thread_count())
-            .field("queued", &self.shared.receiver.len())
-            .field("shut_down", &lock(&self.shared.sender).is_none())
+            .field("queued", &self.shared.queue.len())
+            .field("shut_down", &!*lock(&self.shared.open))
             .field("broken", &self.shared.broken.get())
             .finish()
     }
