@@ -435,6 +435,11 @@ impl<T> Future<T> {
         outcome.ok_or(self)
     }
 
+    /// True if no other handle to this future exists, executors' included. No lock.
+    pub(crate) fn is_only_handle(&self) -> bool {
+        Arc::strong_count(&self.inner) == 1
+    }
+
     /// True if finished with an error (not cancelled): what `FirstException` looks for.
     pub(crate) fn has_error(&self) -> bool {
         matches!(lock(&self.inner.slot).phase, Phase::Finished(Err(_)))

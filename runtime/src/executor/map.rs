@@ -292,12 +292,18 @@ impl<O> __Submitted<O> {
         };
     }
 
-    /// Refused at once by a shut-down executor.
+    /// Refused at once by a shut-down executor. A refused submission's future has no other
+    /// handle (no executor kept one to complete it), so most submissions are told apart
+    /// without taking their future's lock, on the line the thread running them writes.
     fn shut_down(&self) -> bool {
-        let refused = |error: Option<Error>| matches!(error, Some(Error::ShutDown));
+        fn refused<T>(future: &Future<T>) -> bool {
+            future.is_only_handle()
+                && future.done()
+                && matches!(future.error(), Some(Error::ShutDown))
+        }
         match self {
-            __Submitted::One(future) => future.done() && refused(future.error()),
-            __Submitted::Chunk { future, .. } => future.done() && refused(future.error()),
+            __Submitted::One(future) => refused(future),
+            __Submitted::Chunk { future, .. } => refused(future),
         }
     }
 }
