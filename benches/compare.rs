@@ -23,6 +23,7 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use concurrent_futures::{MapOptions, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, task};
@@ -318,6 +319,34 @@ impl Compare {
             sum
         });
 
+        // What `threadpool` costs once each task keeps a result slot its caller can wait on,
+        // as a Future is: the slots stay alive until the end, as the futures do in ours.
+        let threadpool_slots = tasks_per_s(n, || {
+            type Slot = Arc<(Mutex<Option<u64>>, Condvar)>;
+            let pool = threadpool::ThreadPool::new(WORKERS);
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let slots: Vec<Slot> = (0..n)
+                .map(|i| {
+                    let slot: Slot = Arc::new((Mutex::new(None), Condvar::new()));
+                    let filled = Arc::clone(&slot);
+                    let tx = tx.clone();
+                    pool.execute(move || {
+                        *filled.0.lock().expect("slot lock") = Some(i * i);
+                        filled.1.notify_all();
+                        tx.send(i as usize).expect("receiver alive");
+                    });
+                    slot
+                })
+                .collect();
+            drop(tx);
+            let sum = rx
+                .iter()
+                .map(|k| slots[k].0.lock().expect("slot lock").expect("filled"))
+                .sum();
+            pool.join();
+            sum
+        });
+
         let python = self.python("W1", "submit + as_completed");
         self.rows.push(
             Row::new(
@@ -337,7 +366,12 @@ impl Compare {
                 "threadpool: execute + channel",
                 checked(threadpool, expected),
             )
-            .peer(python.system, python.figure),
+            .peer(python.system, python.figure)
+            .peer(
+                "CONTEXT: threadpool execute + channel, plus a result slot per task \
+                 (Arc<(Mutex<Option<u64>>, Condvar)>) kept to the end, as futures are",
+                checked(threadpool_slots, expected),
+            ),
         );
     }
 
