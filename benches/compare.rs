@@ -1104,20 +1104,9 @@ fn percentile_us(latencies: &Result<Vec<Duration>, String>, q: usize) -> Figure 
 /// both the socket, in 1 MiB blocks; a writer thread feeds it and this thread reads it back.
 /// No framing, no encoding, no task: what the socket and two processes can carry.
 fn pipe_echo(n: u64, size: usize) -> Result<f64, String> {
-    use std::os::unix::net::UnixStream;
-
     let payload = vec![b'x'; size];
     let t = Instant::now();
-    let (ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
-        .arg("--echo")
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(
-            theirs.try_clone().map_err(|e| e.to_string())?,
-        )))
-        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-        .spawn()
-        .map_err(|e| format!("n/a: cannot start the echo process: {e}"))?;
+    let (ours, mut child) = start_echo_process()?;
     let mut to_child = ours.try_clone().map_err(|e| e.to_string())?;
     let writer = std::thread::spawn(move || -> std::io::Result<()> {
         for _ in 0..n {
@@ -1148,18 +1137,7 @@ fn pipe_echo(n: u64, size: usize) -> Result<f64, String> {
 /// over one Unix socket, each timed. Two wake-ups per trip (that process, then this thread):
 /// what any pool whose workers are other processes pays at least, on this machine, now.
 fn socket_ping_pong(n: usize) -> Result<Vec<Duration>, String> {
-    use std::os::unix::net::UnixStream;
-
-    let (mut ours, theirs) = UnixStream::pair().map_err(|e| e.to_string())?;
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut child = Command::new(exe)
-        .arg("--echo")
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(
-            theirs.try_clone().map_err(|e| e.to_string())?,
-        )))
-        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-        .spawn()
-        .map_err(|e| format!("n/a: cannot start the echo process: {e}"))?;
+    let (mut ours, mut child) = start_echo_process()?;
     let mut trip = |i: u64| -> Result<Duration, String> {
         let t = Instant::now();
         ours.write_all(&i.to_le_bytes())
@@ -1183,6 +1161,22 @@ fn socket_ping_pong(n: usize) -> Result<Vec<Duration>, String> {
         .map_err(|e| e.to_string())?;
     child.wait().map_err(|e| e.to_string())?;
     Ok(latencies)
+}
+
+/// A copy of this binary in `--echo` mode, its stdin and stdout both the other end of the
+/// returned socket.
+fn start_echo_process() -> Result<(std::os::unix::net::UnixStream, std::process::Child), String> {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| e.to_string())?;
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let child = Command::new(exe)
+        .arg("--echo")
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(
+            theirs.try_clone().map_err(|e| e.to_string())?,
+        )))
+        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+        .spawn()
+        .map_err(|e| format!("n/a: cannot start the echo process: {e}"))?;
+    Ok((ours, child))
 }
 
 /// `--echo`: copies stdin to stdout in 1 MiB blocks until stdin ends (the LIMIT of W5, the

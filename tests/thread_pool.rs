@@ -714,17 +714,24 @@ fn many_queued_tasks_run_in_submission_order() {
     assert_eq!(*order.lock().unwrap(), (0..MANY).collect::<Vec<_>>());
 }
 
+/// Holds each of the pool's `threads` threads with a task on `gate`, once all have started.
+fn occupy(executor: &ThreadPoolExecutor, gate: &Gate, threads: usize) -> Vec<Future<usize>> {
+    let (started_tx, started_rx) = mpsc::channel();
+    let held: Vec<_> = (0..threads)
+        .map(|i| spawn_held(executor, gate, &started_tx, i))
+        .collect();
+    for _ in 0..threads {
+        started_rx.recv().unwrap();
+    }
+    held
+}
+
 #[test]
 fn shutdown_without_wait_still_runs_many_queued_tasks() {
     let executor = ThreadPoolExecutor::new(2);
     let gate = Gate::new();
-    let (started_tx, started_rx) = mpsc::channel();
-    let held: Vec<_> = (0..2)
-        .map(|i| spawn_held(&executor, &gate, &started_tx, i))
-        .collect();
+    let held = occupy(&executor, &gate, 2);
     let queued: Vec<_> = (0..MANY).map(|i| executor.spawn(move || i)).collect();
-    started_rx.recv().unwrap();
-    started_rx.recv().unwrap();
     executor.shutdown(false, false);
     assert!(executor.spawn(|| 0).result().unwrap_err().is_shut_down());
     gate.open();
@@ -740,10 +747,7 @@ fn shutdown_without_wait_still_runs_many_queued_tasks() {
 fn shutdown_cancel_futures_cancels_many_queued_tasks() {
     let executor = ThreadPoolExecutor::new(2);
     let gate = Gate::new();
-    let (started_tx, started_rx) = mpsc::channel();
-    let held: Vec<_> = (0..2)
-        .map(|i| spawn_held(&executor, &gate, &started_tx, i))
-        .collect();
+    let held = occupy(&executor, &gate, 2);
     let ran = Arc::new(AtomicUsize::new(0));
     let queued: Vec<_> = (0..MANY)
         .map(|_| {
@@ -751,8 +755,6 @@ fn shutdown_cancel_futures_cancels_many_queued_tasks() {
             executor.spawn(move || ran.fetch_add(1, Ordering::SeqCst))
         })
         .collect();
-    started_rx.recv().unwrap();
-    started_rx.recv().unwrap();
     executor.shutdown(false, true);
     assert!(queued.iter().all(Future::cancelled));
     gate.open();
