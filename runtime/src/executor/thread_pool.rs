@@ -474,6 +474,11 @@ impl Executor for ThreadPoolExecutor {
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
         ThreadPoolExecutor::shutdown(self, wait, cancel_futures);
     }
+
+    /// A refused job is failed and dropped before `spawn` returns its future.
+    fn __refusal_is_sole_handle(&self) -> bool {
+        true
+    }
 }
 
 impl Default for ThreadPoolExecutor {
