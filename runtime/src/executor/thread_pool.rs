@@ -49,6 +49,10 @@ struct Shared {
     /// Jobs in submission order; `None` tells a thread to exit. Shutting down appends one for
     /// each thread, so that each finishes what was queued before it, then exits.
     queue: JobQueue<Option<Job>>,
+    /// Exit markers in `queue`, so that `Debug` counts tasks only: counted before they are
+    /// queued, uncounted once a thread took one. A thread that exited early (its initializer
+    /// failed) leaves its marker, and the count, for good.
+    exits: AtomicUsize,
     /// Threads that finished a job and have not been handed another by `submit`: Python's
     /// idle semaphore. `submit` takes one instead of starting a thread.
     idle: AtomicUsize,
@@ -241,6 +245,7 @@ impl ThreadPoolBuilder {
             shared: Arc::new(Shared {
                 open: CachePadded::new(Mutex::new(true)),
                 queue: JobQueue::new(),
+                exits: AtomicUsize::new(0),
                 idle: AtomicUsize::new(0),
                 threads: Mutex::new(Vec::new()),
                 started: AtomicUsize::new(0),
@@ -314,17 +319,26 @@ impl ThreadPoolExecutor {
     /// if a task shuts down its own pool).
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
         let mut open = lock(&self.shared.open);
+        let mut cancelled = Vec::new();
         if cancel_futures {
-            self.shared.take_queued(Job::cancel);
+            self.shared.take_queued(|job| cancelled.push(job));
         }
         if std::mem::replace(&mut *open, false) {
             // Each thread finishes what is queued, then takes one of these and exits. No
             // thread starts after this: starting one needs the pool open.
-            for _ in 0..lock(&self.shared.threads).len() {
+            let threads = lock(&self.shared.threads).len();
+            self.shared.exits.fetch_add(threads, Ordering::Relaxed);
+            for _ in 0..threads {
                 self.shared.queue.push(None);
             }
         }
         drop(open);
+        // Out of the queue, so no thread runs them; cancelled outside the lock, because a
+        // cancelled future runs its done callbacks here, and they (or the dropped calls'
+        // captures) may use this pool: submit to it, show it, shut it down.
+        for job in cancelled {
+            job.cancel();
+        }
         if wait {
             let _joining = lock(&self.shared.joining);
             let threads = std::mem::take(&mut *lock(&self.shared.threads));
@@ -346,6 +360,8 @@ impl ThreadPoolExecutor {
         }
         let open = lock(&self.shared.open);
         if !*open {
+            // Outside the lock: failing drops the call, whose captures may use this pool.
+            drop(open);
             return job.fail(Error::ShutDown);
         }
         self.shared.queue.push(Some(job));
@@ -430,6 +446,8 @@ impl Shared {
                 None => job.run(&mark_idle),
             }
         }
+        // Took its exit marker.
+        self.exits.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// All `max_workers` threads started: none will be again, and idleness no longer matters.
@@ -449,6 +467,13 @@ impl Shared {
                 reason: reason.clone(),
             });
         });
+    }
+
+    /// Jobs waiting to run, for `Debug`: what the queue holds less the exit markers. Read
+    /// while threads take jobs, so a snapshot.
+    fn queued(&self) -> usize {
+        let exits = self.exits.load(Ordering::Relaxed);
+        self.queue.len().saturating_sub(exits)
     }
 
     /// Takes every queued job and hands it to `each`, keeping the threads' exit markers.
@@ -502,7 +527,7 @@ impl fmt::Debug for ThreadPoolExecutor {
         f.debug_struct("ThreadPoolExecutor")
             .field("max_workers", &self.shared.max_workers)
             .field("threads", &self.thread_count())
-            .field("queued", &self.shared.queue.len())
+            .field("queued", &self.shared.queued())
             .field("shut_down", &!*lock(&self.shared.open))
             .field("broken", &self.shared.broken.get())
             .finish()
