@@ -133,6 +133,24 @@ mod tests {
         assert_eq!(queue.len(), 0);
     }
 
+    /// A burst far larger than the ring leaves no list of its size behind once it drained:
+    /// a pool that once queued a million tasks does not hold their slots for the rest of its
+    /// life.
+    #[test]
+    fn a_drained_overflow_gives_its_memory_back() {
+        let queue = JobQueue::new();
+        for i in 0..RING * 64 {
+            queue.push(i);
+        }
+        assert!(lock(&queue.overflow).capacity() >= RING * 63);
+        for i in 0..RING * 64 {
+            assert_eq!(queue.pop(), i);
+        }
+        assert_eq!(queue.len(), 0);
+        let kept = lock(&queue.overflow).capacity();
+        assert!(kept <= RING, "the drained list keeps room for {kept} items");
+    }
+
     /// Two producers, two consumers, far more items than the ring holds: every item comes out
     /// once, and each producer's items in its order.
     #[test]
