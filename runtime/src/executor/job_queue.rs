@@ -107,6 +107,11 @@ impl<T> JobQueue<T> {
             }
         }
         self.overflowing.store(false, Ordering::SeqCst);
+        // Drained: give back what a burst grew the list to, once per burst, keeping room
+        // for a ring's worth so that a queue hovering at the ring's size does not reallocate.
+        if overflow.capacity() > RING {
+            overflow.shrink_to(RING);
+        }
     }
 }
 
