@@ -543,3 +543,21 @@ impl fmt::Debug for ThreadPoolBuilder {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A future lives as long as any handle to it, and its allocation with it: a closure too
+    /// large to be worth keeping there after it ran (a big array captured by value) waits
+    /// outside it, and the future keeps a pointer's worth.
+    #[test]
+    fn a_large_closure_is_not_kept_inside_its_future() {
+        let big = [7_u8; 64 * 1024];
+        let (future, job) = Job::new(move || big.iter().map(|&b| u64::from(b)).sum::<u64>());
+        let size = std::mem::size_of_val(&*job.0);
+        assert!(size < 1024, "the future's allocation is {size} bytes");
+        job.run(&|| {});
+        assert_eq!(future.result(), Ok(7 * 64 * 1024));
+    }
+}
