@@ -91,6 +91,11 @@ trait Runnable: Send + Sync {
     fn follow(self: Arc<Self>, directive: Directive<'_>);
 }
 
+/// The largest call kept inside its future's allocation, in bytes; a larger one is boxed. A
+/// call's captures are dropped when it runs, but their bytes stay as long as the future:
+/// a closure of a few arguments fits, an array captured by value does not.
+const INLINE_CALL: usize = 128;
+
 /// The call inside a future's allocation, until the job is followed. A lock, not a cell with
 /// unsafe access: the one thread that follows the job takes it uncontended.
 type Call<F> = std::sync::Mutex<Option<F>>;
@@ -137,8 +142,23 @@ where
 }
 
 impl Job {
-    /// The future of `f`, and the job that completes it: one allocation.
+    /// The future of `f`, and the job that completes it: one allocation, unless `f` is
+    /// larger than [`INLINE_CALL`].
     fn new<F, R>(f: F) -> (Future<R>, Self)
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        if std::mem::size_of::<F>() <= INLINE_CALL {
+            Self::inline(f)
+        } else {
+            // The future's allocation outlives the call, as long as any handle to it does:
+            // only a pointer to a large call stays in it, and the call's memory goes with it.
+            Self::inline(Box::new(f))
+        }
+    }
+
+    fn inline<F, R>(f: F) -> (Future<R>, Self)
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
