@@ -141,3 +141,26 @@ impl Hasher for AddressHasher {
         self.0 = ((address as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{self, AssertUnwindSafe};
+
+    use super::*;
+    use crate::future::Future;
+
+    /// An input that panics part-way leaves no waiter on the futures it had yielded: the call
+    /// never started, so nothing would ever unwatch them (Python builds its set of futures
+    /// before it installs a waiter on any).
+    #[test]
+    fn a_panicking_input_leaves_no_waiter_behind() {
+        let set = Arc::new(WaitSet::default());
+        let (a, b): (Future<u8>, Future<u8>) = (Future::new(), Future::new());
+        let items = [&a, &b, &a]
+            .into_iter()
+            .chain(std::iter::from_fn(|| panic!("the input fails")));
+        let watched = panic::catch_unwind(AssertUnwindSafe(|| watch_all(items, &set, true)));
+        assert!(watched.is_err());
+        assert_eq!(Arc::strong_count(&set), 1, "a future still holds the set");
+    }
+}
