@@ -541,3 +541,40 @@ fn map_after_shutdown_with_infinite_input_terminates() {
     assert!(!results.is_empty());
     assert!(results.iter().all(|r| r == &Err(Error::ShutDown)));
 }
+
+/// An executor of the user's own that keeps a handle to every future it returns (to wait for
+/// them all later, say). Its refusals are refusals all the same.
+struct Keeping {
+    pool: ThreadPoolExecutor,
+    kept: Mutex<Vec<Box<dyn std::any::Any + Send>>>,
+}
+
+impl Executor for Keeping {
+    fn submit<T: concurrent_futures::Task>(&self, task: T) -> Future<T::Output> {
+        let future = self.pool.submit(task);
+        self.kept.lock().unwrap().push(Box::new(future.clone()));
+        future
+    }
+
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        self.pool.shutdown(wait, cancel_futures);
+    }
+}
+
+#[test]
+fn map_stops_at_a_refusal_from_an_executor_that_keeps_its_futures() {
+    let executor = Keeping {
+        pool: ThreadPoolExecutor::new(1),
+        kept: Mutex::new(Vec::new()),
+    };
+    executor.shutdown(true, false);
+    let pulled = Cell::new(0);
+    let inputs = (0..100).inspect(|_| pulled.set(pulled.get() + 1));
+    let results: Vec<_> = executor.map(square_number, inputs).collect();
+    assert_eq!(results, [Err(Error::ShutDown)]);
+    assert_eq!(
+        pulled.get(),
+        1,
+        "no input is pulled after the first refusal"
+    );
+}

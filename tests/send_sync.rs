@@ -54,3 +54,15 @@ fn the_redis_executor_can_be_shared_between_threads() {
     assert_sync::<concurrent_futures::RedisExecutor>();
     assert_send::<concurrent_futures::RedisBuilder>();
 }
+
+/// A future held across `catch_unwind` (as `AssertUnwindSafe` would otherwise be needed for):
+/// its state sits behind a mutex, so a panic cannot leave it half-changed.
+#[test]
+fn future_is_unwind_safe() {
+    fn assert_unwind_safe<T: std::panic::UnwindSafe + std::panic::RefUnwindSafe>() {}
+    assert_unwind_safe::<Future<u64>>();
+    assert_unwind_safe::<Future<std::cell::Cell<u8>>>();
+    let future = Future::new();
+    future.set_result(7_u64).unwrap();
+    assert_eq!(std::panic::catch_unwind(|| future.result()).unwrap(), Ok(7));
+}

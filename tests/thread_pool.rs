@@ -873,3 +873,71 @@ fn executor_debug_reports_configuration_and_state() {
     let builder = format!("{:?}", ThreadPoolExecutor::builder().max_workers(3));
     assert!(builder.contains("max_workers: Some(3)"), "{builder}");
 }
+
+/// `queued` counts tasks waiting to run. The threads' exit markers are no tasks: neither
+/// those shutdown queues for threads still busy, nor one left by a thread that exited early.
+#[test]
+fn executor_debug_queued_counts_tasks_only() {
+    let executor = ThreadPoolExecutor::new(1);
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let running = spawn_held(&executor, &gate, &started_tx, 0);
+    let queued = spawn_held(&executor, &gate, &started_tx, 1);
+    assert_eq!(started_rx.recv(), Ok(0));
+    let before = format!("{executor:?}");
+    assert!(before.contains("queued: 1"), "{before}");
+    executor.shutdown(false, false);
+    let shut = format!("{executor:?}");
+    assert!(shut.contains("queued: 1"), "{shut}");
+    gate.open();
+    assert_eq!((running.result(), queued.result()), (Ok(0), Ok(1)));
+    executor.shutdown(true, false);
+    let after = format!("{executor:?}");
+    assert!(after.contains("queued: 0"), "{after}");
+
+    // A thread whose initializer failed exits without taking its marker.
+    let broken = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(|| Err::<(), _>("no database"))
+        .build()
+        .unwrap();
+    assert!(matches!(
+        broken.spawn(|| 1).result(),
+        Err(Error::Broken { .. })
+    ));
+    broken.shutdown(true, false);
+    let shown = format!("{broken:?}");
+    assert!(shown.contains("queued: 0"), "{shown}");
+}
+
+/// `shutdown(cancel_futures = true)` cancels queued futures in the calling thread, which
+/// runs their done callbacks: a callback that uses the pool (submits, shows it) gets its
+/// answer, as any callback would, rather than waiting on a lock its own thread holds.
+#[test]
+fn cancel_futures_callbacks_may_use_the_pool() {
+    let executor = Arc::new(ThreadPoolExecutor::new(1));
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let running = spawn_held(&executor, &gate, &started_tx, 0);
+    let queued = spawn_held(&executor, &gate, &started_tx, 1);
+    assert_eq!(started_rx.recv(), Ok(0));
+    let pool = Arc::clone(&executor);
+    let (seen_tx, seen_rx) = mpsc::channel();
+    queued.add_done_callback(move |_| {
+        let refused = pool.spawn(|| 2).result();
+        seen_tx.send((refused, format!("{pool:?}"))).unwrap();
+    });
+    // In a thread of its own, so that a deadlock fails this test instead of hanging the run:
+    // the timeout below only ever expires on that failure, never paces the test.
+    let shutting = Arc::clone(&executor);
+    let shutdown = thread::spawn(move || shutting.shutdown(false, true));
+    let (refused, shown) = seen_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the cancelled future's callback ran to its end");
+    assert_eq!(refused, Err(Error::ShutDown));
+    assert!(shown.contains("shut_down: true"), "{shown}");
+    shutdown.join().unwrap();
+    assert_eq!(queued.result(), Err(Error::Cancelled));
+    gate.open();
+    assert_eq!(running.result(), Ok(0));
+}

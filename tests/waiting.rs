@@ -495,6 +495,78 @@ fn overlapping_calls_each_yield_duplicates_once() {
     assert_eq!(rest, [1, 3, 2]);
 }
 
+/// Two calls in two threads over the same futures, each future listed three times, while a
+/// pool completes them: each call yields every future exactly once, whichever call marked it.
+#[test]
+fn concurrent_calls_in_two_threads_each_yield_every_future_once() {
+    const N: usize = 2_000;
+    let executor = ThreadPoolExecutor::new(2);
+    let gate = Gate::new();
+    let hold = gate.handle();
+    let futures: Arc<Vec<Future<usize>>> = Arc::new(
+        (0..N)
+            .map(|i| {
+                let hold = Arc::clone(&hold);
+                executor.spawn(move || {
+                    if i == N / 2 {
+                        hold.wait();
+                    }
+                    i
+                })
+            })
+            .collect(),
+    );
+    let start = Arc::new(std::sync::Barrier::new(3));
+    let callers: Vec<_> = (0..2)
+        .map(|k| {
+            let futures = Arc::clone(&futures);
+            let start = Arc::clone(&start);
+            thread::spawn(move || {
+                // Three copies, in an order of this caller's own.
+                let listed: Vec<&Future<usize>> = if k == 0 {
+                    futures.iter().chain(&*futures).chain(&*futures).collect()
+                } else {
+                    futures
+                        .iter()
+                        .rev()
+                        .chain(&*futures)
+                        .chain(futures.iter().rev())
+                        .collect()
+                };
+                start.wait();
+                let mut seen: Vec<usize> =
+                    as_completed(listed).map(|f| f.result().unwrap()).collect();
+                seen.sort_unstable();
+                seen
+            })
+        })
+        .collect();
+    start.wait();
+    gate.open();
+    for caller in callers {
+        assert_eq!(caller.join().unwrap(), (0..N).collect::<Vec<_>>());
+    }
+}
+
+/// `join_completed!`'s arms do not deduplicate: each arm on a clone of one future runs, even
+/// while an `as_completed` call that marked that future is still going.
+#[test]
+fn join_completed_arms_on_one_future_all_run_while_another_call_watches_it() {
+    let a: Future<u8> = Future::new();
+    let watching = as_completed([&a, &a]);
+    assert_eq!(watching.len(), 1);
+    a.set_result(7).unwrap();
+    // Owned arms move the value out: the first arm to run gets it, the other arm still runs.
+    let (x, y) = concurrent_futures::join_completed! {
+        x = a.clone() => x,
+        y = a.clone() => y,
+    };
+    let mut outcomes = [x, y];
+    outcomes.sort_by_key(Result::is_err);
+    assert_eq!(outcomes, [Ok(7), Err(Error::InvalidState)]);
+    assert_eq!(watching.count(), 1);
+}
+
 /// A finished call's marks mean nothing to the next call over the same futures.
 #[test]
 fn calls_one_after_another_each_yield_duplicates_once() {

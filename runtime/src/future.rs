@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::IntoFuture;
+use std::panic::RefUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -42,8 +43,15 @@ pub enum State {
 /// assert_eq!(format!("{future:?}").contains("state=finished returned i32"), true);
 /// ```
 pub struct Future<T> {
-    inner: Arc<Core<T, dyn Send + Sync>>,
+    inner: Arc<Core<T, dyn Job>>,
 }
+
+/// What a future's allocation may carry for its executor. `RefUnwindSafe` too, so that a
+/// `Future` stays unwind safe, as it was while its state held no job: the state sits behind
+/// a mutex, and a job that needs interior mutability keeps it behind one as well.
+pub(crate) trait Job: Send + Sync + RefUnwindSafe {}
+
+impl<J: Send + Sync + RefUnwindSafe + ?Sized> Job for J {}
 
 /// A future's shared state, followed by the job that completes it: an executor that runs the
 /// job in this process (the thread pool) allocates one block per task, not one for the state
@@ -155,12 +163,12 @@ impl<T> Future<T> {
     /// allocation typed by the job, for the executor that runs it.
     pub(crate) fn with_job<J>(job: J) -> (Self, Arc<Core<T, J>>)
     where
-        J: Send + Sync + 'static,
+        J: Job + 'static,
         T: 'static,
     {
         let shared = Arc::new(Core::new(job));
         let future = Self {
-            inner: Arc::clone(&shared) as Arc<Core<T, dyn Send + Sync>>,
+            inner: Arc::clone(&shared) as Arc<Core<T, dyn Job>>,
         };
         (future, shared)
     }
@@ -168,7 +176,7 @@ impl<T> Future<T> {
     /// The future of an executor's typed handle from [`with_job`](Self::with_job).
     pub(crate) fn from_shared<J>(shared: Arc<Core<T, J>>) -> Self
     where
-        J: Send + Sync + 'static,
+        J: Job + 'static,
         T: 'static,
     {
         Self { inner: shared }

@@ -107,6 +107,11 @@ impl<T> JobQueue<T> {
             }
         }
         self.overflowing.store(false, Ordering::SeqCst);
+        // Drained: give back what a burst grew the list to, once per burst, keeping room
+        // for a ring's worth so that a queue hovering at the ring's size does not reallocate.
+        if overflow.capacity() > RING {
+            overflow.shrink_to(RING);
+        }
     }
 }
 
@@ -131,6 +136,24 @@ mod tests {
         let expected: Vec<usize> = (RING * 2..RING * 3 + 7).chain([usize::MAX]).collect();
         assert_eq!(rest, expected);
         assert_eq!(queue.len(), 0);
+    }
+
+    /// A burst far larger than the ring leaves no list of its size behind once it drained:
+    /// a pool that once queued a million tasks does not hold their slots for the rest of its
+    /// life.
+    #[test]
+    fn a_drained_overflow_gives_its_memory_back() {
+        let queue = JobQueue::new();
+        for i in 0..RING * 64 {
+            queue.push(i);
+        }
+        assert!(lock(&queue.overflow).capacity() >= RING * 63);
+        for i in 0..RING * 64 {
+            assert_eq!(queue.pop(), i);
+        }
+        assert_eq!(queue.len(), 0);
+        let kept = lock(&queue.overflow).capacity();
+        assert!(kept <= RING, "the drained list keeps room for {kept} items");
     }
 
     /// Two producers, two consumers, far more items than the ring holds: every item comes out

@@ -167,7 +167,7 @@ where
 
     fn track(&mut self, submitted: __Submitted<T::Output>) {
         // A shut-down executor fails every submit at once: stop pulling an endless input.
-        if submitted.shut_down() {
+        if submitted.shut_down(self.executor.__refusal_is_sole_handle()) {
             self.stopped = true;
         }
         let calls = submitted.calls();
@@ -292,18 +292,19 @@ impl<O> __Submitted<O> {
         };
     }
 
-    /// Refused at once by a shut-down executor. A refused submission's future has no other
-    /// handle (no executor kept one to complete it), so most submissions are told apart
-    /// without taking their future's lock, on the line the thread running them writes.
-    fn shut_down(&self) -> bool {
-        fn refused<T>(future: &Future<T>) -> bool {
-            future.is_only_handle()
+    /// Refused at once by a shut-down executor. With `sole_handle` (the executor keeps no
+    /// handle to a future it refused, see [`Executor::__refusal_is_sole_handle`]), most
+    /// submissions are told apart without taking their future's lock, on the line the thread
+    /// running them writes; an executor that keeps handles gets every future checked.
+    fn shut_down(&self, sole_handle: bool) -> bool {
+        fn refused<T>(future: &Future<T>, sole_handle: bool) -> bool {
+            (!sole_handle || future.is_only_handle())
                 && future.done()
                 && matches!(future.error(), Some(Error::ShutDown))
         }
         match self {
-            __Submitted::One(future) => refused(future),
-            __Submitted::Chunk { future, .. } => refused(future),
+            __Submitted::One(future) => refused(future, sole_handle),
+            __Submitted::Chunk { future, .. } => refused(future, sole_handle),
         }
     }
 }

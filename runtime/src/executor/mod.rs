@@ -122,6 +122,14 @@ pub trait Executor {
         );
     }
 
+    /// True if a submission this executor refuses comes back as the only handle to its
+    /// future, which lets `map` tell a refusal without locking each accepted future. False
+    /// unless the executor promises it: one of the user's own may keep every future.
+    #[doc(hidden)]
+    fn __refusal_is_sole_handle(&self) -> bool {
+        false
+    }
+
     /// Stops accepting work. With `wait`, blocks until the submitted work is done and the
     /// workers have exited; with `cancel_futures`, cancels the work that has not started.
     /// Safe to call more than once. After it, `submit` gives [`Error::ShutDown`](crate::Error::ShutDown).

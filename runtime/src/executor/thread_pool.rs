@@ -50,6 +50,10 @@ struct Shared {
     /// Jobs in submission order; `None` tells a thread to exit. Shutting down appends one for
     /// each thread, so that each finishes what was queued before it, then exits.
     queue: JobQueue<Option<Job>>,
+    /// Exit markers in `queue`, so that `Debug` counts tasks only: counted before they are
+    /// queued, uncounted once a thread took one. A thread that exited early (its initializer
+    /// failed) leaves its marker, and the count, for good.
+    exits: AtomicUsize,
     /// Threads that finished a job and have not been handed another by `submit`: Python's
     /// idle semaphore. `submit` takes one instead of starting a thread.
     idle: AtomicUsize,
@@ -87,6 +91,11 @@ enum Directive<'a> {
 trait Runnable: Send + Sync {
     fn follow(self: Arc<Self>, directive: Directive<'_>);
 }
+
+/// The largest call kept inside its future's allocation, in bytes; a larger one is boxed. A
+/// call's captures are dropped when it runs, but their bytes stay as long as the future:
+/// a closure of a few arguments fits, an array captured by value does not.
+const INLINE_CALL: usize = 128;
 
 /// The call inside a future's allocation, until the job is followed: an atomic cell (no unsafe
 /// here), which adds nothing to the call's own size, where a mutex added 8 bytes to every
@@ -131,8 +140,23 @@ where
 }
 
 impl Job {
-    /// The future of `f`, and the job that completes it: one allocation.
+    /// The future of `f`, and the job that completes it: one allocation, unless `f` is
+    /// larger than [`INLINE_CALL`].
     fn new<F, R>(f: F) -> (Future<R>, Self)
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        if std::mem::size_of::<F>() <= INLINE_CALL {
+            Self::inline(f)
+        } else {
+            // The future's allocation outlives the call, as long as any handle to it does:
+            // only a pointer to a large call stays in it, and the call's memory goes with it.
+            Self::inline(Box::new(f))
+        }
+    }
+
+    fn inline<F, R>(f: F) -> (Future<R>, Self)
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
@@ -239,6 +263,7 @@ impl ThreadPoolBuilder {
             shared: Arc::new(Shared {
                 open: CachePadded::new(Mutex::new(true)),
                 queue: JobQueue::new(),
+                exits: AtomicUsize::new(0),
                 idle: AtomicUsize::new(0),
                 threads: Mutex::new(Vec::new()),
                 started: AtomicUsize::new(0),
@@ -312,17 +337,26 @@ impl ThreadPoolExecutor {
     /// if a task shuts down its own pool).
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
         let mut open = lock(&self.shared.open);
+        let mut cancelled = Vec::new();
         if cancel_futures {
-            self.shared.take_queued(Job::cancel);
+            self.shared.take_queued(|job| cancelled.push(job));
         }
         if std::mem::replace(&mut *open, false) {
             // Each thread finishes what is queued, then takes one of these and exits. No
             // thread starts after this: starting one needs the pool open.
-            for _ in 0..lock(&self.shared.threads).len() {
+            let threads = lock(&self.shared.threads).len();
+            self.shared.exits.fetch_add(threads, Ordering::Relaxed);
+            for _ in 0..threads {
                 self.shared.queue.push(None);
             }
         }
         drop(open);
+        // Out of the queue, so no thread runs them; cancelled outside the lock, because a
+        // cancelled future runs its done callbacks here, and they (or the dropped calls'
+        // captures) may use this pool: submit to it, show it, shut it down.
+        for job in cancelled {
+            job.cancel();
+        }
         if wait {
             let _joining = lock(&self.shared.joining);
             let threads = std::mem::take(&mut *lock(&self.shared.threads));
@@ -344,6 +378,8 @@ impl ThreadPoolExecutor {
         }
         let open = lock(&self.shared.open);
         if !*open {
+            // Outside the lock: failing drops the call, whose captures may use this pool.
+            drop(open);
             return job.fail(Error::ShutDown);
         }
         self.shared.queue.push(Some(job));
@@ -428,6 +464,8 @@ impl Shared {
                 None => job.run(&mark_idle),
             }
         }
+        // Took its exit marker.
+        self.exits.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// All `max_workers` threads started: none will be again, and idleness no longer matters.
@@ -447,6 +485,13 @@ impl Shared {
                 reason: reason.clone(),
             });
         });
+    }
+
+    /// Jobs waiting to run, for `Debug`: what the queue holds less the exit markers. Read
+    /// while threads take jobs, so a snapshot.
+    fn queued(&self) -> usize {
+        let exits = self.exits.load(Ordering::Relaxed);
+        self.queue.len().saturating_sub(exits)
     }
 
     /// Takes every queued job and hands it to `each`, keeping the threads' exit markers.
@@ -472,6 +517,11 @@ impl Executor for ThreadPoolExecutor {
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
         ThreadPoolExecutor::shutdown(self, wait, cancel_futures);
     }
+
+    /// A refused job is failed and dropped before `spawn` returns its future.
+    fn __refusal_is_sole_handle(&self) -> bool {
+        true
+    }
 }
 
 impl Default for ThreadPoolExecutor {
@@ -495,7 +545,7 @@ impl fmt::Debug for ThreadPoolExecutor {
         f.debug_struct("ThreadPoolExecutor")
             .field("max_workers", &self.shared.max_workers)
             .field("threads", &self.thread_count())
-            .field("queued", &self.shared.queue.len())
+            .field("queued", &self.shared.queued())
             .field("shut_down", &!*lock(&self.shared.open))
             .field("broken", &self.shared.broken.get())
             .finish()
@@ -509,5 +559,23 @@ impl fmt::Debug for ThreadPoolBuilder {
             .field("thread_name_prefix", &self.thread_name_prefix)
             .field("initializer", &self.initializer.is_some())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A future lives as long as any handle to it, and its allocation with it: a closure too
+    /// large to be worth keeping there after it ran (a big array captured by value) waits
+    /// outside it, and the future keeps a pointer's worth.
+    #[test]
+    fn a_large_closure_is_not_kept_inside_its_future() {
+        let big = [7_u8; 64 * 1024];
+        let (future, job) = Job::new(move || big.iter().map(|&b| u64::from(b)).sum::<u64>());
+        let size = std::mem::size_of_val(&*job.0);
+        assert!(size < 1024, "the future's allocation is {size} bytes");
+        job.run(&|| {});
+        assert_eq!(future.result(), Ok(7 * 64 * 1024));
     }
 }

@@ -21,12 +21,15 @@ where
     I::Item: Waitable,
 {
     let items = items.into_iter();
-    let mut kept = Vec::with_capacity(items.size_hint().0);
+    let mut kept = Unwatch {
+        items: Vec::with_capacity(items.size_hint().0),
+        set,
+    };
     let mut ready = VecDeque::new();
     // Futures another call had marked: checked here instead, for the rest of this call.
     let mut unmarked: Option<HashSet<usize, IdHasher>> = None;
     for item in items {
-        let key = kept.len();
+        let key = kept.items.len();
         if unmarked
             .as_ref()
             .is_some_and(|seen| seen.contains(&item.__id()))
@@ -46,9 +49,25 @@ where
         if watch == Watch::Done {
             ready.push_back(key);
         }
-        kept.push(item);
+        kept.items.push(item);
     }
-    (kept, ready)
+    (std::mem::take(&mut kept.items), ready)
+}
+
+/// What `watch_all` registered so far. If the input panics part-way, no call exists to
+/// unwatch them: dropping this does, so that no future keeps a waiter for nobody.
+struct Unwatch<'a, W: Waitable> {
+    items: Vec<W>,
+    set: &'a Arc<WaitSet>,
+}
+
+impl<W: Waitable> Drop for Unwatch<'_, W> {
+    fn drop(&mut self) {
+        // Empty once `watch_all` handed its list over.
+        for item in &self.items {
+            item.__unsubscribe(self.set);
+        }
+    }
 }
 
 /// Watches `items` and yields each, with its index, once it is done: already-done ones first
@@ -139,5 +158,28 @@ impl Hasher for AddressHasher {
     fn write_usize(&mut self, address: usize) {
         // Allocations are 16-byte aligned: the low bits carry nothing.
         self.0 = ((address as u64) >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{self, AssertUnwindSafe};
+
+    use super::*;
+    use crate::future::Future;
+
+    /// An input that panics part-way leaves no waiter on the futures it had yielded: the call
+    /// never started, so nothing would ever unwatch them (Python builds its set of futures
+    /// before it installs a waiter on any).
+    #[test]
+    fn a_panicking_input_leaves_no_waiter_behind() {
+        let set = Arc::new(WaitSet::default());
+        let (a, b): (Future<u8>, Future<u8>) = (Future::new(), Future::new());
+        let items = [&a, &b, &a]
+            .into_iter()
+            .chain(std::iter::from_fn(|| panic!("the input fails")));
+        let watched = panic::catch_unwind(AssertUnwindSafe(|| watch_all(items, &set, true)));
+        assert!(watched.is_err());
+        assert_eq!(Arc::strong_count(&set), 1, "a future still holds the set");
     }
 }
