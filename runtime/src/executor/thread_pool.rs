@@ -437,7 +437,7 @@ impl ThreadPoolExecutor {
 }
 
 impl Shared {
-    /// A pool thread: initializer, then jobs until the channel closes.
+    /// A pool thread: initializer, then jobs until it takes an exit marker.
     fn work(&self) {
         if let Some(initializer) = &self.initializer {
             let reason = match unwind::catch(|| initializer()) {
