@@ -22,6 +22,7 @@ const MODE: &str = "CF_FAKE_WORKER_MODE";
 
 // Frame kinds, as in runtime/src/process/wire.rs.
 const RUN: u8 = 2;
+const RUN_THEN_WATCH: u8 = 5;
 const READY: u8 = 16;
 const STARTED: u8 = 18;
 const SUCCEEDED: u8 = 19;
@@ -61,7 +62,7 @@ fn fake_worker() {
         .write_all(&raw_frame(READY, u64::from(std::process::id()), &[]))
         .unwrap();
     // Anything but a call (the exit request of a shutdown, or the end): leave quietly.
-    let Some((RUN, id)) = read_frame(&mut socket) else {
+    let Some((RUN | RUN_THEN_WATCH, id)) = read_frame(&mut socket) else {
         std::process::exit(0);
     };
     let mut answer = raw_frame(STARTED, id, &[]);

@@ -481,3 +481,52 @@ fn a_failing_initializer_breaks_the_pool() {
         "{future:?}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// idle_spin: how long a worker that ran out of work polls before it sleeps
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn idle_spin_over_10_ms_is_rejected() {
+    let error = ProcessPoolExecutor::builder()
+        .idle_spin(std::time::Duration::from_millis(11))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        error,
+        Error::InvalidArgument {
+            message: "idle_spin must be at most 10 ms".to_owned()
+        }
+    );
+}
+
+/// Workers that sleep at once (Python's) and workers that poll for the longest allowed both
+/// answer every round trip, and both leave at shutdown: a worker polling for work sees the
+/// pool's exit frame as work.
+#[test]
+fn workers_serve_and_exit_whatever_their_idle_spin() {
+    for spin in [
+        std::time::Duration::ZERO,
+        std::time::Duration::from_millis(10),
+    ] {
+        let executor = ProcessPoolExecutor::builder()
+            .max_workers(2)
+            .idle_spin(spin)
+            .build()
+            .unwrap();
+        for i in 0..20 {
+            assert_eq!(executor.submit(square_number(i)).result(), Ok(i * i));
+        }
+        let pids = executor.worker_pids();
+        assert!(!pids.is_empty());
+        executor.shutdown(true, false);
+        assert!(executor.worker_pids().is_empty(), "spin {spin:?}");
+        for pid in pids {
+            // Waited for and reaped: not even a zombie is left.
+            assert!(
+                !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                "worker {pid} still exists after shutdown (spin {spin:?})"
+            );
+        }
+    }
+}

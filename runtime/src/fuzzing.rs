@@ -47,7 +47,7 @@ pub fn worker_reads(mut stream: &[u8]) -> Decoded {
         decoded.frames += 1;
         out.clear();
         let outcome = match frame.kind {
-            wire::RUN => call::run(&frame.body, &mut out),
+            wire::RUN | wire::RUN_THEN_WATCH => call::run(&frame.body, &mut out),
             wire::RUN_BATCH => call::run_chunk(&frame.body, &mut out),
             _ => continue,
         };

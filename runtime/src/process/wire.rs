@@ -13,7 +13,8 @@
 
 use std::io::{self, Read, Write};
 
-/// Parent to worker: "I am your parent; here is my build identity" (id = identity).
+/// Parent to worker: "I am your parent; here is my build identity" (id = identity, body =
+/// [`Hello`]).
 pub(crate) const HELLO: u8 = 1;
 /// Parent to worker: run this call (body: see `call`).
 pub(crate) const RUN: u8 = 2;
@@ -22,6 +23,10 @@ pub(crate) const EXIT: u8 = 3;
 /// Parent to worker: run this chunk of calls one after another (see `call`); the answer is
 /// one `SUCCEEDED` with an outcome per call.
 pub(crate) const RUN_BATCH: u8 = 4;
+/// Parent to worker: run this call, as `RUN`; it was sent while nothing else waited, so the
+/// next one is likely the same caller's, soon: if nothing follows it, watch for the next
+/// frame for the hello's `idle_spin` before sleeping.
+pub(crate) const RUN_THEN_WATCH: u8 = 5;
 
 /// Worker to parent: handshake accepted (id = pid).
 pub(crate) const READY: u8 = 16;
@@ -44,6 +49,29 @@ pub(crate) fn ran_for(body: &[u8]) -> Option<std::time::Duration> {
     Some(std::time::Duration::from_micros(u64::from(
         u32::from_le_bytes(*micros),
     )))
+}
+
+/// The worker's settings, in the hello's body: how long it polls for work before it sleeps,
+/// in microseconds (u32 LE). An empty or short body means none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub(crate) idle_spin: std::time::Duration,
+}
+
+impl Hello {
+    pub(crate) fn encode(self) -> [u8; 4] {
+        let micros = u32::try_from(self.idle_spin.as_micros()).unwrap_or(u32::MAX);
+        micros.to_le_bytes()
+    }
+
+    pub(crate) fn decode(body: &[u8]) -> Self {
+        let micros = body
+            .first_chunk::<4>()
+            .map_or(0, |m| u32::from_le_bytes(*m));
+        Self {
+            idle_spin: std::time::Duration::from_micros(u64::from(micros)),
+        }
+    }
 }
 
 /// The id of a pool's initializer, run first in each worker; a worker whose initializer fails
@@ -215,6 +243,25 @@ fn truncated(error: io::Error) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hello_settings_round_trip_and_default_to_none() {
+        let hello = Hello {
+            idle_spin: std::time::Duration::from_micros(50),
+        };
+        assert_eq!(Hello::decode(&hello.encode()), hello);
+        // A parent that sends no settings (an empty body) asks for no spin.
+        assert_eq!(Hello::decode(&[]), Hello::default());
+        assert_eq!(Hello::decode(&[1, 2]), Hello::default());
+        // Too long for the field: the most it holds, which the worker caps anyway.
+        let huge = Hello {
+            idle_spin: std::time::Duration::from_secs(1 << 40),
+        };
+        assert_eq!(
+            Hello::decode(&huge.encode()).idle_spin,
+            std::time::Duration::from_micros(u64::from(u32::MAX))
+        );
+    }
 
     #[test]
     fn frames_round_trip_back_to_back() {

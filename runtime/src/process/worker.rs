@@ -23,6 +23,9 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Exit code of a worker that gave up (no parent, refused handshake, broken stream).
 const EXIT_GAVE_UP: i32 = 70;
 
+/// The most a worker polls for work before it sleeps, whatever its hello asks.
+const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
+
 /// Serves the parent on the socket named by `marker`, then exits; never returns.
 pub(crate) fn run(marker: &str) -> ! {
     let socket = match inherited_socket(marker) {
@@ -76,6 +79,10 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
         let _ = wire::send(&mut writer, wire::REFUSED, 0, reason.as_bytes());
         return Err(reason);
     }
+    // A hostile parent could ask for hours; the pool's builder allows 10 ms.
+    let idle_spin = wire::Hello::decode(&hello.body)
+        .idle_spin
+        .min(MAX_IDLE_SPIN);
     wire::send(&mut writer, wire::READY, u64::from(process::id()), &[])
         .map_err(|e| e.to_string())?;
     socket.set_read_timeout(None).map_err(|e| e.to_string())?;
@@ -86,7 +93,11 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
     let mut request = Vec::new();
     loop {
         let (kind, id) = match wire::read_into(&mut reader, &mut request) {
-            Ok(Some((kind, id))) if matches!(kind, wire::RUN | wire::RUN_BATCH) => (kind, id),
+            Ok(Some((kind, id)))
+                if matches!(kind, wire::RUN | wire::RUN_BATCH | wire::RUN_THEN_WATCH) =>
+            {
+                (kind, id)
+            }
             // Finish: everything sent before it has run.
             Ok(Some((wire::EXIT, _))) => break,
             Ok(Some((kind, _))) => {
@@ -126,6 +137,9 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
         // More work already read: the result rides with the next task's report.
         let flush = reader.buffer().is_empty();
         write_out(&mut writer, &mut frame, flush)?;
+        if flush && kind == wire::RUN_THEN_WATCH {
+            watch_for_work(socket, idle_spin);
+        }
         if id == wire::INITIALIZER_ID && outcome.is_err() {
             // Python's worker exits when its initializer raises; no task runs after it.
             writer.flush().map_err(|e| e.to_string())?;
@@ -133,6 +147,33 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
         }
     }
     writer.flush().map_err(|e| e.to_string())
+}
+
+/// Polls the socket for the next frame for up to `spin` before the next read blocks: a caller
+/// that submits again within it finds this process awake, and waking a sleeping process is
+/// the dearest step of a round trip on many machines. Each poll is a system call, on whose
+/// return the kernel runs instead any thread woken with real work for this core.
+fn watch_for_work(socket: &UnixStream, spin: Duration) {
+    if spin.is_zero() {
+        return;
+    }
+    let began = Instant::now();
+    while began.elapsed() < spin {
+        let mut watched = libc::pollfd {
+            fd: socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes only the one pollfd we own, with a zero timeout; the
+        // descriptor is the socket borrowed for this call.
+        #[allow(unsafe_code)]
+        let ready = unsafe { libc::poll(&mut watched, 1, 0) };
+        // Readable, hung up, or an error for the blocking read to report.
+        if ready != 0 {
+            return;
+        }
+        std::hint::spin_loop();
+    }
 }
 
 /// Writes to the process's stderr itself, not through `eprintln!`, which a test harness

@@ -174,8 +174,10 @@ pub(super) fn hand_over(scheduler: &Scheduler, state: &mut State, job: Job) -> R
     if !job.future.send() {
         return Ok(()); // cancelled while queued: dropped, as the connection would
     }
+    // Called only when nothing was queued, for a worker with nothing in flight.
+    let kind = latency_kind(job.kind, true, true);
     let mut frame = Vec::with_capacity(wire::PREFIXED_HEADER + job.payload.len());
-    wire::encode(&mut frame, job.kind, job.id, &job.payload).expect("size checked at submit");
+    wire::encode(&mut frame, kind, job.id, &job.payload).expect("size checked at submit");
     // Full or gone (an error, taken as nothing written): the connection thread sends it, or
     // finds the worker's end.
     let written = (&slot.socket).write(&frame).unwrap_or_default();
@@ -191,6 +193,18 @@ pub(super) fn hand_over(scheduler: &Scheduler, state: &mut State, job: Job) -> R
     } else {
         slot.wake();
         Err(job)
+    }
+}
+
+/// The kind to send a job to `slot`'s worker as: `RUN_THEN_WATCH` for a lone call (nothing
+/// else queued, nothing else in flight to that worker), the latency case, in which the worker
+/// keeps watching for its caller's next job a moment before sleeping (`idle_spin`); a busy
+/// pool's workers, with work queued, never spend a core on waiting.
+fn latency_kind(kind: u8, nothing_queued: bool, nothing_in_flight: bool) -> u8 {
+    if kind == wire::RUN && nothing_queued && nothing_in_flight {
+        wire::RUN_THEN_WATCH
+    } else {
+        kind
     }
 }
 
@@ -250,7 +264,11 @@ fn exchange(
         return give_up(&error);
     }
     let mut out = Outgoing::default();
-    wire::encode(out.small(), wire::HELLO, build_identity(), &[]).expect("empty frame fits");
+    let hello = wire::Hello {
+        idle_spin: scheduler.config.idle_spin,
+    };
+    wire::encode(out.small(), wire::HELLO, build_identity(), &hello.encode())
+        .expect("small frame fits");
     if let Some(initializer) = &scheduler.config.initializer {
         wire::encode(out.small(), wire::RUN, INITIALIZER_ID, initializer)
             .expect("checked at build");
@@ -367,9 +385,11 @@ fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut 
         if state.pending.is_empty() || !scheduler.credit(state, slot) {
             break;
         }
+        let nothing_in_flight = slot.in_flight.is_empty();
         let job = state.pending.pop_front().expect("not empty");
         if job.future.send() {
-            out.push(job.kind, job.id, &job.payload);
+            let kind = latency_kind(job.kind, state.pending.is_empty(), nothing_in_flight);
+            out.push(kind, job.id, &job.payload);
             any = true;
             let slot = state.workers.get_mut(&worker).expect("present");
             slot.sent += 1;
@@ -481,6 +501,16 @@ fn handle(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only a lone call asks its worker to watch for the next one: a chunk, or a call with
+    /// others queued or in flight, never makes a worker spend a core waiting.
+    #[test]
+    fn only_a_lone_call_asks_its_worker_to_watch() {
+        assert_eq!(latency_kind(wire::RUN, true, true), wire::RUN_THEN_WATCH);
+        assert_eq!(latency_kind(wire::RUN, false, true), wire::RUN);
+        assert_eq!(latency_kind(wire::RUN, true, false), wire::RUN);
+        assert_eq!(latency_kind(wire::RUN_BATCH, true, true), wire::RUN_BATCH);
+    }
 
     /// Writing to a worker that is gone gives `EPIPE` and raises no SIGPIPE. Checked with
     /// SIGPIPE blocked on this thread, where a raised one stays pending (Linux keeps blocked

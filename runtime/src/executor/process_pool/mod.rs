@@ -25,6 +25,14 @@ use crate::task::Task;
 /// enough that tiny tasks are not bound by one round trip each.
 const DEFAULT_PIPELINE_DEPTH: usize = 128;
 
+/// How long a worker that ran out of work watches its socket before it sleeps: longer than a
+/// caller takes to get a result and submit again (about 20 µs on a 2-core VM), short enough
+/// to cost little CPU.
+const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
+
+/// The most `idle_spin` takes: past it, a worker would spend a core on nothing.
+const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
+
 /// Runs `#[task]` values in up to `max_workers` worker processes, each this program started
 /// again and entering through [`init`](crate::init).
 ///
@@ -83,6 +91,8 @@ pub(crate) struct Config {
     /// A worker that has not completed its handshake this long after it was started is
     /// killed, and counts as a failed handshake.
     pub(crate) handshake_timeout: Duration,
+    /// How long a worker that ran out of work polls its socket before it blocks.
+    pub(crate) idle_spin: Duration,
 }
 
 /// Builds a [`ProcessPoolExecutor`] with Python's options and a default task timeout.
@@ -113,6 +123,7 @@ pub struct ProcessPoolBuilder {
     task_timeout: Option<Duration>,
     executable: Option<PathBuf>,
     handshake_timeout: Option<Duration>,
+    idle_spin: Option<Duration>,
 }
 
 /// How long a new worker may take to reach `init()` and answer the handshake.
@@ -168,10 +179,25 @@ impl ProcessPoolBuilder {
         self
     }
 
+    /// How long a worker that has just sent a result and has no other job keeps polling its
+    /// socket before it goes to sleep; default 50 µs, at most 10 ms, zero to sleep at once
+    /// (as Python's workers do).
+    ///
+    /// Waking a sleeping process costs tens of microseconds on many machines, virtual ones
+    /// most: a caller that submits its next task within this window (`submit(..).result()`
+    /// in a loop) finds the worker awake, which roughly halves that loop's round trip. The
+    /// price is up to this long of one core's time each time a worker runs out of work; a
+    /// busy pool, whose workers have jobs queued, does not pay it.
+    pub fn idle_spin(mut self, spin: Duration) -> Self {
+        self.idle_spin = Some(spin);
+        self
+    }
+
     /// The executor; no worker starts until the first submit.
     ///
     /// Fails with [`Error::InvalidArgument`] for zero workers, a zero `max_tasks_per_child` or
-    /// pipeline depth, and with [`Error::Serialization`] if the initializer cannot be encoded.
+    /// pipeline depth, or an `idle_spin` over 10 ms, and with [`Error::Serialization`] if the
+    /// initializer cannot be encoded.
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
         let invalid = |message: &str| {
             Err(Error::InvalidArgument {
@@ -189,6 +215,10 @@ impl ProcessPoolBuilder {
         if pipeline_depth == 0 {
             return invalid("pipeline_depth must be >= 1");
         }
+        let idle_spin = self.idle_spin.unwrap_or(DEFAULT_IDLE_SPIN);
+        if idle_spin > MAX_IDLE_SPIN {
+            return invalid("idle_spin must be at most 10 ms");
+        }
         let initializer = self.initializer.transpose()?;
         Ok(ProcessPoolExecutor {
             scheduler: Arc::new(Scheduler::new(Config {
@@ -199,6 +229,7 @@ impl ProcessPoolBuilder {
                 task_timeout: self.task_timeout,
                 executable: self.executable,
                 handshake_timeout: self.handshake_timeout.unwrap_or(DEFAULT_HANDSHAKE_TIMEOUT),
+                idle_spin,
             })),
             next_id: AtomicU64::new(wire::INITIALIZER_ID + 1),
         })
