@@ -80,9 +80,11 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
         return Err(reason);
     }
     // A hostile parent could ask for hours; the pool's builder allows 10 ms.
-    let idle_spin = wire::Hello::decode(&hello.body)
-        .idle_spin
-        .min(MAX_IDLE_SPIN);
+    let mut idle = IdleWatch::new(
+        wire::Hello::decode(&hello.body)
+            .idle_spin
+            .min(MAX_IDLE_SPIN),
+    );
     wire::send(&mut writer, wire::READY, u64::from(process::id()), &[])
         .map_err(|e| e.to_string())?;
     socket.set_read_timeout(None).map_err(|e| e.to_string())?;
@@ -138,7 +140,7 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
         let flush = reader.buffer().is_empty();
         write_out(&mut writer, &mut frame, flush)?;
         if flush && kind == wire::RUN_THEN_WATCH {
-            watch_for_work(socket, idle_spin);
+            idle.watch(socket);
         }
         if id == wire::INITIALIZER_ID && outcome.is_err() {
             // Python's worker exits when its initializer raises; no task runs after it.
@@ -149,14 +151,54 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
     writer.flush().map_err(|e| e.to_string())
 }
 
-/// Polls the socket for the next frame for up to `spin` before the next read blocks: a caller
-/// that submits again within it finds this process awake, and waking a sleeping process is
-/// the dearest step of a round trip on many machines. Each poll is a system call, on whose
-/// return the kernel runs instead any thread woken with real work for this core.
-fn watch_for_work(socket: &UnixStream, spin: Duration) {
-    if spin.is_zero() {
-        return;
+/// Whether to poll for the next call after answering a lone one, before the next read
+/// blocks: a caller that submits again within `spin` finds this process awake, and waking a
+/// sleeping process is the dearest step of a round trip on many machines.
+///
+/// Backs off, so that a caller whose calls come further apart than `spin` does not have a
+/// core spent on each: a watch in vain skips the next lone call, the next in vain two, then
+/// four, up to [`MAX_WATCH_BACKOFF`]; a watch that catches a call starts over.
+struct IdleWatch {
+    spin: Duration,
+    /// Lone calls still to answer without watching.
+    skip: u32,
+    /// How many the next watch in vain skips.
+    backoff: u32,
+}
+
+/// The most lone calls a worker answers without watching after watches in vain: at most one
+/// `spin` in this many is spent on a caller that is not coming back soon.
+const MAX_WATCH_BACKOFF: u32 = 64;
+
+impl IdleWatch {
+    fn new(spin: Duration) -> Self {
+        Self {
+            spin,
+            skip: 0,
+            backoff: 1,
+        }
     }
+
+    /// After the answer to a lone call: watch the socket, unless backing off.
+    fn watch(&mut self, socket: &UnixStream) {
+        if self.spin.is_zero() {
+            return;
+        }
+        if self.skip > 0 {
+            self.skip -= 1;
+        } else if poll_for_work(socket, self.spin) {
+            self.backoff = 1;
+        } else {
+            self.skip = self.backoff;
+            self.backoff = (self.backoff * 2).min(MAX_WATCH_BACKOFF);
+        }
+    }
+}
+
+/// Polls the socket for up to `spin`; true as soon as a frame (or the end) is there. Each poll
+/// is a system call, on whose return the kernel runs instead any thread woken with real work
+/// for this core.
+fn poll_for_work(socket: &UnixStream, spin: Duration) -> bool {
     let began = Instant::now();
     while began.elapsed() < spin {
         let mut watched = libc::pollfd {
@@ -170,10 +212,11 @@ fn watch_for_work(socket: &UnixStream, spin: Duration) {
         let ready = unsafe { libc::poll(&mut watched, 1, 0) };
         // Readable, hung up, or an error for the blocking read to report.
         if ready != 0 {
-            return;
+            return true;
         }
         std::hint::spin_loop();
     }
+    false
 }
 
 /// Writes to the process's stderr itself, not through `eprintln!`, which a test harness

@@ -175,7 +175,7 @@ pub(super) fn hand_over(scheduler: &Scheduler, state: &mut State, job: Job) -> R
         return Ok(()); // cancelled while queued: dropped, as the connection would
     }
     // Called only when nothing was queued, for a worker with nothing in flight.
-    let kind = latency_kind(job.kind, true, true);
+    let kind = latency_kind(job.kind, job.payload.len(), true, true);
     let mut frame = Vec::with_capacity(wire::PREFIXED_HEADER + job.payload.len());
     wire::encode(&mut frame, kind, job.id, &job.payload).expect("size checked at submit");
     // Full or gone (an error, taken as nothing written): the connection thread sends it, or
@@ -196,12 +196,13 @@ pub(super) fn hand_over(scheduler: &Scheduler, state: &mut State, job: Job) -> R
     }
 }
 
-/// The kind to send a job to `slot`'s worker as: `RUN_THEN_WATCH` for a lone call (nothing
-/// else queued, nothing else in flight to that worker), the latency case, in which the worker
-/// keeps watching for its caller's next job a moment before sleeping (`idle_spin`); a busy
-/// pool's workers, with work queued, never spend a core on waiting.
-fn latency_kind(kind: u8, nothing_queued: bool, nothing_in_flight: bool) -> u8 {
-    if kind == wire::RUN && nothing_queued && nothing_in_flight {
+/// The kind to send a job to a worker as: `RUN_THEN_WATCH` for a lone small call (nothing
+/// else queued, nothing else in flight to that worker, arguments a hand-over would take), the
+/// latency case, in which the worker keeps watching for its caller's next job a moment before
+/// sleeping (`idle_spin`). A busy pool's workers, with work queued, never spend a core on
+/// waiting, nor do workers given large arguments, whose parent is busy copying them.
+fn latency_kind(kind: u8, payload: usize, nothing_queued: bool, nothing_in_flight: bool) -> u8 {
+    if kind == wire::RUN && payload <= HAND_OVER_LIMIT && nothing_queued && nothing_in_flight {
         wire::RUN_THEN_WATCH
     } else {
         kind
@@ -388,7 +389,12 @@ fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut 
         let nothing_in_flight = slot.in_flight.is_empty();
         let job = state.pending.pop_front().expect("not empty");
         if job.future.send() {
-            let kind = latency_kind(job.kind, state.pending.is_empty(), nothing_in_flight);
+            let kind = latency_kind(
+                job.kind,
+                job.payload.len(),
+                state.pending.is_empty(),
+                nothing_in_flight,
+            );
             out.push(kind, job.id, &job.payload);
             any = true;
             let slot = state.workers.get_mut(&worker).expect("present");
@@ -502,14 +508,19 @@ fn handle(
 mod tests {
     use super::*;
 
-    /// Only a lone call asks its worker to watch for the next one: a chunk, or a call with
-    /// others queued or in flight, never makes a worker spend a core waiting.
+    /// Only a lone small call asks its worker to watch for the next one: a chunk, a large
+    /// call, or a call with others queued or in flight never makes a worker spend a core
+    /// waiting.
     #[test]
     fn only_a_lone_call_asks_its_worker_to_watch() {
-        assert_eq!(latency_kind(wire::RUN, true, true), wire::RUN_THEN_WATCH);
-        assert_eq!(latency_kind(wire::RUN, false, true), wire::RUN);
-        assert_eq!(latency_kind(wire::RUN, true, false), wire::RUN);
-        assert_eq!(latency_kind(wire::RUN_BATCH, true, true), wire::RUN_BATCH);
+        assert_eq!(latency_kind(wire::RUN, 8, true, true), wire::RUN_THEN_WATCH);
+        assert_eq!(latency_kind(wire::RUN, 8, false, true), wire::RUN);
+        assert_eq!(latency_kind(wire::RUN, 8, true, false), wire::RUN);
+        assert_eq!(latency_kind(wire::RUN, 1 << 20, true, true), wire::RUN);
+        assert_eq!(
+            latency_kind(wire::RUN_BATCH, 8, true, true),
+            wire::RUN_BATCH
+        );
     }
 
     /// Writing to a worker that is gone gives `EPIPE` and raises no SIGPIPE. Checked with

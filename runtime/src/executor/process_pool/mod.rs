@@ -25,10 +25,11 @@ use crate::task::Task;
 /// enough that tiny tasks are not bound by one round trip each.
 const DEFAULT_PIPELINE_DEPTH: usize = 128;
 
-/// How long a worker that ran out of work watches its socket before it sleeps: longer than a
-/// caller takes to get a result and submit again (about 20 µs on a 2-core VM), short enough
-/// to cost little CPU.
-const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(50);
+/// How long a worker that answered a lone call watches its socket before it sleeps: several
+/// times what a caller takes to get a result and submit again (about 20 µs on a 2-core VM),
+/// so that a noisy machine's slower turns are caught too; the worker backs off from callers
+/// that do not come back this soon.
+const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(100);
 
 /// The most `idle_spin` takes: past it, a worker would spend a core on nothing.
 const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
@@ -179,15 +180,16 @@ impl ProcessPoolBuilder {
         self
     }
 
-    /// How long a worker that has just sent a result and has no other job keeps polling its
-    /// socket before it goes to sleep; default 50 µs, at most 10 ms, zero to sleep at once
-    /// (as Python's workers do).
+    /// How long a worker that has just answered a lone call (nothing else queued, nothing
+    /// else in flight to it, small arguments) keeps polling its socket before it goes to
+    /// sleep; default 100 µs, at most 10 ms, zero to sleep at once (as Python's workers do).
     ///
     /// Waking a sleeping process costs tens of microseconds on many machines, virtual ones
     /// most: a caller that submits its next task within this window (`submit(..).result()`
     /// in a loop) finds the worker awake, which roughly halves that loop's round trip. The
-    /// price is up to this long of one core's time each time a worker runs out of work; a
-    /// busy pool, whose workers have jobs queued, does not pay it.
+    /// price is up to this long of one core's time per lone call; a worker whose watches
+    /// catch nothing backs off (skipping 1, 2, 4, ... up to 64 lone calls), and a busy pool,
+    /// whose workers have jobs queued, does not pay it at all.
     pub fn idle_spin(mut self, spin: Duration) -> Self {
         self.idle_spin = Some(spin);
         self
