@@ -347,3 +347,40 @@ fn set_cloexec(fd: RawFd) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Watches in vain skip 1, then 2, then 4 lone calls; one that catches a call starts over.
+    #[test]
+    fn the_idle_watch_backs_off_and_starts_over() {
+        let (worker_end, mut parent_end) = UnixStream::pair().unwrap();
+        let mut idle = IdleWatch::new(Duration::from_micros(100));
+        // Nothing comes: the watch is in vain, the next lone call goes unwatched.
+        idle.watch(&worker_end);
+        assert_eq!((idle.skip, idle.backoff), (1, 2));
+        idle.watch(&worker_end);
+        assert_eq!(idle.skip, 0);
+        idle.watch(&worker_end);
+        assert_eq!((idle.skip, idle.backoff), (2, 4));
+        idle.watch(&worker_end);
+        idle.watch(&worker_end);
+        // A call waits on the socket: the watch catches it at once and the back-off resets.
+        parent_end.write_all(b"call").unwrap();
+        idle.watch(&worker_end);
+        assert_eq!((idle.skip, idle.backoff), (0, 1));
+        // Never more than MAX_WATCH_BACKOFF lone calls unwatched.
+        let mut idle = IdleWatch::new(Duration::from_nanos(1));
+        let (quiet, _keep_open) = UnixStream::pair().unwrap();
+        for _ in 0..20 {
+            idle.skip = 0;
+            idle.watch(&quiet);
+        }
+        assert_eq!(idle.skip, MAX_WATCH_BACKOFF);
+        // A zero spin never watches.
+        let mut off = IdleWatch::new(Duration::ZERO);
+        off.watch(&quiet);
+        assert_eq!((off.skip, off.backoff), (0, 1));
+    }
+}
