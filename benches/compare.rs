@@ -714,6 +714,12 @@ impl Compare {
 
     fn w7(&mut self) {
         let n = self.n(2_000) as usize;
+        self.notes.push(
+            "W7: ours runs with the default idle_spin (a worker that answered a lone small call \
+             polls its socket up to 100 µs before sleeping); procspawn's and Python's workers, \
+             and the REFERENCE's echo process, sleep between calls."
+                .into(),
+        );
         let ours = guarded(|| {
             let executor = ProcessPoolExecutor::new(WORKERS);
             for i in 0..50 {
@@ -754,7 +760,7 @@ impl Compare {
             pool.shutdown();
             Ok::<_, String>(lat)
         });
-        let floor = socket_ping_pong(n);
+        let reference = socket_ping_pong(n);
         for (id, q, key) in [("W7", 50, "W7P50"), ("W7", 99, "W7P99")] {
             let python = self.python(key, "submit().result() in a loop");
             self.rows.push(
@@ -774,9 +780,9 @@ impl Compare {
                 )
                 .peer(python.system, python.figure)
                 .peer(
-                    "FLOOR: 8 bytes to another process and back over one Unix socket \
-                     (no pool, two wake-ups)",
-                    percentile_us(&floor, q),
+                    "REFERENCE: 8 bytes to another process and back over one Unix socket \
+                     (no pool; both sleep between messages: two wake-ups)",
+                    percentile_us(&reference, q),
                 ),
             );
         }
@@ -1133,9 +1139,9 @@ fn pipe_echo(n: u64, size: usize) -> Result<f64, String> {
     Ok(n as f64 / elapsed.as_secs_f64())
 }
 
-/// The FLOOR of W7: `n` sequential round trips of 8 bytes to the `--echo` process and back
-/// over one Unix socket, each timed. Two wake-ups per trip (that process, then this thread):
-/// what any pool whose workers are other processes pays at least, on this machine, now.
+/// The REFERENCE of W7: `n` sequential round trips of 8 bytes to the `--echo` process and
+/// back over one Unix socket, each timed. Two wake-ups per trip (that process, then this
+/// thread): what a pool whose workers sleep between calls pays at least, on this machine, now.
 fn socket_ping_pong(n: usize) -> Result<Vec<Duration>, String> {
     let (mut ours, mut child) = start_echo_process()?;
     let mut trip = |i: u64| -> Result<Duration, String> {
@@ -1180,7 +1186,7 @@ fn start_echo_process() -> Result<(std::os::unix::net::UnixStream, std::process:
 }
 
 /// `--echo`: copies stdin to stdout in 1 MiB blocks until stdin ends (the LIMIT of W5, the
-/// FLOOR of W7).
+/// REFERENCE of W7).
 fn echo_stdin_to_stdout() {
     let mut input = std::io::stdin().lock();
     let mut output = std::io::stdout().lock();
@@ -1189,7 +1195,7 @@ fn echo_stdin_to_stdout() {
         match input.read(&mut block) {
             Ok(0) | Err(_) => return,
             Ok(read) => {
-                // Flushed at once: stdout buffers lines, and the W7 floor sends 8 bytes at a time.
+                // Flushed at once: stdout buffers lines, and the W7 reference sends 8 bytes at a time.
                 if output
                     .write_all(&block[..read])
                     .and_then(|()| output.flush())
