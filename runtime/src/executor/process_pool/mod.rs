@@ -48,7 +48,11 @@ const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
 /// - a panic comes back as [`Error::Panicked`] with its message and location, the worker
 ///   lives on;
 /// - `terminate_workers`/`kill_workers` never let a replacement worker run what the killed
-///   ones had been sent but not started: those futures fail with [`Error::Cancelled`].
+///   ones had been sent but not started: those futures fail with [`Error::Cancelled`];
+/// - a worker that answered a lone small call watches its socket briefly for the next one
+///   before sleeping ([`ProcessPoolBuilder::idle_spin`]), so `submit(..).result()` in a
+///   loop does not pay for waking a sleeping process on every call (Python's workers sleep
+///   at once).
 ///
 /// As in Python, a future is running from the moment it is sent to a worker (Python's call
 /// queue), so `cancel()` returns false from then on; queued work is sent only while a worker
