@@ -65,6 +65,10 @@ fn fake_worker() {
     let Some((RUN | RUN_THEN_WATCH, id)) = read_frame(&mut socket) else {
         std::process::exit(0);
     };
+    if mode == "leave" {
+        // Takes the call and exits without starting it.
+        std::process::exit(0);
+    }
     let mut answer = raw_frame(STARTED, id, &[]);
     match mode.as_str() {
         "unknown-kind" => answer.extend(raw_frame(99, id, &[1, 2, 3])),
@@ -140,6 +144,21 @@ fn assert_killed(mode: &str) {
         ),
         "{mode}: {error:?}"
     );
+}
+
+/// Workers that take the call and exit before starting it leave no task to blame: the call
+/// goes to the next worker, and after three in a row the pool breaks instead of starting
+/// workers forever.
+#[test]
+fn workers_that_exit_before_starting_their_call_break_the_pool() {
+    let error = error_from_a_worker_that_sends("leave");
+    match &error {
+        Error::Broken { reason } => assert!(
+            reason.contains("3 worker processes in a row exited after being sent work and before starting any of it"),
+            "{reason}"
+        ),
+        other => panic!("expected Broken, got {other:?}"),
+    }
 }
 
 #[test]

@@ -475,6 +475,7 @@ fn handle(
                 return Err(Stop::Protocol(format!("started unknown task {}", frame.id)));
             };
             slot.front_started = true;
+            state.lost_before_start = 0;
             if let Some(timeout) = job.timeout {
                 slot.deadline = Some((Instant::now() + timeout, timeout));
                 scheduler.ensure_supervisor(state);

@@ -19,6 +19,10 @@ use crate::task::Task;
 /// the program is almost certainly missing `init()`, and respawning would fork-bomb.
 const HANDSHAKE_FAILURES_BEFORE_BROKEN: usize = 3;
 
+/// How many workers in a row may die holding work they never started before the pool breaks
+/// (Python breaks it at the first): their jobs go to the next worker, which may do the same.
+const LOST_BEFORE_START_BEFORE_BROKEN: usize = 3;
+
 /// A task that ran longer than this is not pipelined behind: see [`Scheduler::credit`].
 const SLOW_TASK: Duration = Duration::from_millis(1);
 
@@ -238,6 +242,9 @@ pub(super) struct State {
     pub(super) broken: Option<String>,
     /// Workers that died before their handshake since the last one that completed it.
     pub(super) handshake_failures: usize,
+    /// Workers that died after being sent work and before starting any of it, since a worker
+    /// last reported a start: no task can be blamed, and each would be sent again forever.
+    pub(super) lost_before_start: usize,
     pub(super) threads: Vec<JoinHandle<()>>,
     pub(super) supervisor_running: bool,
 }
@@ -310,6 +317,7 @@ impl Scheduler {
                 forced: false,
                 broken: None,
                 handshake_failures: 0,
+                lost_before_start: 0,
                 threads: Vec::new(),
                 supervisor_running: false,
             }),
@@ -456,6 +464,13 @@ impl Scheduler {
 
         let mut state = self.lock();
         let mut effects = Effects::default();
+        // Sent work, started none of it, and neither asked to exit nor killed by the pool.
+        let lost_before_start = slot.ready
+            && !slot.front_started
+            && !slot.in_flight.is_empty()
+            && slot.doom.is_none()
+            && !slot.exit_sent
+            && !state.forced;
         if let Some(job) = slot
             .front_started
             .then(|| slot.in_flight.pop_front())
@@ -499,6 +514,17 @@ impl Scheduler {
                 slot.pid
             );
             effects.fail.extend(self.break_pool(&mut state, reason));
+        } else if lost_before_start {
+            state.lost_before_start += 1;
+            if state.lost_before_start >= LOST_BEFORE_START_BEFORE_BROKEN {
+                let reason = format!(
+                    "{} worker processes in a row exited after being sent work and before \
+                     starting any of it (the last, pid {}, {how}): something kills them, or \
+                     they do not serve this pool",
+                    state.lost_before_start, slot.pid
+                );
+                effects.fail.extend(self.break_pool(&mut state, reason));
+            }
         } else if !slot.ready {
             state.handshake_failures += 1;
             if state.handshake_failures >= HANDSHAKE_FAILURES_BEFORE_BROKEN
