@@ -21,6 +21,9 @@ use concurrent_futures::{Error, task};
 
 concurrent_futures::enable_test_support!();
 
+mod common;
+use common::frames::{EXIT, FAILED, READY, REFUSED, RUN, STARTED, SUCCEEDED, raw_frame};
+
 #[task]
 fn square(x: u64) -> u64 {
     x.wrapping_mul(x)
@@ -34,24 +37,6 @@ fn echo(bytes: Vec<u8>) -> Vec<u8> {
 #[task]
 fn describe(name: String, values: Vec<i32>, flag: Option<bool>) -> String {
     format!("{name}: {} values, {flag:?}", values.len())
-}
-
-/// Kinds and layout from `runtime/src/process/wire.rs`, written out here so that the test
-/// builds its hostile frames independently of the encoder it attacks.
-const RUN: u8 = 2;
-const EXIT: u8 = 3;
-const READY: u8 = 16;
-const REFUSED: u8 = 17;
-const STARTED: u8 = 18;
-const SUCCEEDED: u8 = 19;
-const FAILED: u8 = 20;
-
-fn raw_frame(kind: u8, id: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = ((9 + body.len()) as u32).to_le_bytes().to_vec();
-    out.push(kind);
-    out.extend_from_slice(&id.to_le_bytes());
-    out.extend_from_slice(body);
-    out
 }
 
 /// A call body naming `name` (u16 LE length, then the name), then `arguments`.

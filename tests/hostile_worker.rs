@@ -17,27 +17,15 @@ use concurrent_futures::{Error, ProcessPoolExecutor, task};
 
 concurrent_futures::enable_test_support!();
 
+mod common;
+use common::frames::{READY, RUN, RUN_THEN_WATCH, STARTED, SUCCEEDED, raw_frame};
+
 /// Names the misbehaviour in the fake worker's environment.
 const MODE: &str = "CF_FAKE_WORKER_MODE";
-
-// Frame kinds, as in runtime/src/process/wire.rs.
-const RUN: u8 = 2;
-const RUN_THEN_WATCH: u8 = 5;
-const READY: u8 = 16;
-const STARTED: u8 = 18;
-const SUCCEEDED: u8 = 19;
 
 #[task]
 fn square_number(x: u64) -> u64 {
     x * x
-}
-
-fn raw_frame(kind: u8, id: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = ((9 + body.len()) as u32).to_le_bytes().to_vec();
-    out.push(kind);
-    out.extend_from_slice(&id.to_le_bytes());
-    out.extend_from_slice(body);
-    out
 }
 
 /// Reads one frame's (kind, id); `None` at the end of the stream.

@@ -5,6 +5,8 @@
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code)]
 
+pub(crate) mod frames;
+
 use std::future::IntoFuture;
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
