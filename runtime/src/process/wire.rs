@@ -51,6 +51,10 @@ pub(crate) fn ran_for(body: &[u8]) -> Option<std::time::Duration> {
     )))
 }
 
+/// The most `idle_spin` a pool may ask for, and a worker grants whatever its hello says: past
+/// it, a worker would spend a core on nothing.
+pub(crate) const MAX_IDLE_SPIN: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// The worker's settings, in the hello's body: how long it polls for work before it sleeps,
 /// in microseconds (u32 LE). An empty or short body means none.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

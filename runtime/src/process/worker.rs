@@ -23,9 +23,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Exit code of a worker that gave up (no parent, refused handshake, broken stream).
 const EXIT_GAVE_UP: i32 = 70;
 
-/// The most a worker polls for work before it sleeps, whatever its hello asks.
-const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
-
 /// Serves the parent on the socket named by `marker`, then exits; never returns.
 pub(crate) fn run(marker: &str) -> ! {
     let socket = match inherited_socket(marker) {
@@ -83,7 +80,7 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
     let mut idle = IdleWatch::new(
         wire::Hello::decode(&hello.body)
             .idle_spin
-            .min(MAX_IDLE_SPIN),
+            .min(wire::MAX_IDLE_SPIN),
     );
     wire::send(&mut writer, wire::READY, u64::from(process::id()), &[])
         .map_err(|e| e.to_string())?;

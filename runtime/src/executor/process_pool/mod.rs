@@ -31,9 +31,6 @@ const DEFAULT_PIPELINE_DEPTH: usize = 128;
 /// that do not come back this soon.
 const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(100);
 
-/// The most `idle_spin` takes: past it, a worker would spend a core on nothing.
-const MAX_IDLE_SPIN: Duration = Duration::from_millis(10);
-
 /// Runs `#[task]` values in up to `max_workers` worker processes, each this program started
 /// again and entering through [`init`](crate::init).
 ///
@@ -222,7 +219,7 @@ impl ProcessPoolBuilder {
             return invalid("pipeline_depth must be >= 1");
         }
         let idle_spin = self.idle_spin.unwrap_or(DEFAULT_IDLE_SPIN);
-        if idle_spin > MAX_IDLE_SPIN {
+        if idle_spin > wire::MAX_IDLE_SPIN {
             return invalid("idle_spin must be at most 10 ms");
         }
         let initializer = self.initializer.transpose()?;
