@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use concurrent_futures::{Error, ProcessPoolExecutor, task};
+use concurrent_futures::{Error, Future, ProcessPoolExecutor, task};
 
 mod common;
 use common::{Event, Gate, accept_started, hold, start_listener};
@@ -36,20 +36,18 @@ fn kill_and_wait_for_exit(pid: u32) {
     }
 }
 
-/// The worker dies while idle and its connection thread is busy in a done callback (so it
-/// has not noticed yet and still counts as asleep): the next submit tries to hand its job
-/// straight to that worker, the write fails, and the job goes back to the queue already
-/// marked running. `shutdown(cancel_futures = true)` then must not drop it unresolved: it
-/// was sent as far as the user can tell (`cancel()` is refused), so it runs elsewhere.
-#[test]
-fn a_job_whose_hand_over_failed_resolves_after_shutdown_cancelling_futures() {
-    let (listener, path) = start_listener("review-hand-over");
+/// A one-worker pool whose worker has finished its first task (`first`, its result its pid)
+/// and been killed, while its connection thread is held in `first`'s done callback until
+/// `release` opens: the connection has not noticed the death and still counts as asleep.
+fn dead_worker_with_its_connection_held(
+    name: &str,
+) -> (ProcessPoolExecutor, Future<u32>, u32, Gate) {
+    let (listener, path) = start_listener(name);
     let executor = ProcessPoolExecutor::new(1);
     let release = Gate::new();
     let first = executor.submit(hold(path));
     let mut started = accept_started(&listener);
     let pid = executor.worker_pids()[0];
-    // Holds the worker's connection thread in a done callback once `first` completes.
     let in_callback = Arc::new(Event::default());
     {
         let in_callback = Arc::clone(&in_callback);
@@ -62,6 +60,17 @@ fn a_job_whose_hand_over_failed_resolves_after_shutdown_cancelling_futures() {
     started.write_all(b"g").unwrap();
     in_callback.wait();
     kill_and_wait_for_exit(pid);
+    (executor, first, pid, release)
+}
+
+/// The worker dies while idle and its connection thread is busy in a done callback (so it
+/// has not noticed yet and still counts as asleep): the next submit tries to hand its job
+/// straight to that worker, the write fails, and the job goes back to the queue already
+/// marked running. `shutdown(cancel_futures = true)` then must not drop it unresolved: it
+/// was sent as far as the user can tell (`cancel()` is refused), so it runs elsewhere.
+#[test]
+fn a_job_whose_hand_over_failed_resolves_after_shutdown_cancelling_futures() {
+    let (executor, first, pid, release) = dead_worker_with_its_connection_held("review-hand-over");
 
     let second = executor.submit(square_number(3));
     // Queued (not started anywhere): Python would cancel it; once sent, it runs.
@@ -87,24 +96,8 @@ fn a_job_whose_hand_over_failed_resolves_after_shutdown_cancelling_futures() {
 /// been sent but not started does), not stay queued forever.
 #[test]
 fn a_job_whose_hand_over_failed_is_cancelled_by_kill_workers() {
-    let (listener, path) = start_listener("review-hand-over-kill");
-    let executor = ProcessPoolExecutor::new(1);
-    let release = Gate::new();
-    let first = executor.submit(hold(path));
-    let mut started = accept_started(&listener);
-    let pid = executor.worker_pids()[0];
-    let in_callback = Arc::new(Event::default());
-    {
-        let in_callback = Arc::clone(&in_callback);
-        let release = release.handle();
-        first.add_done_callback(move |_| {
-            in_callback.set();
-            release.wait();
-        });
-    }
-    started.write_all(b"g").unwrap();
-    in_callback.wait();
-    kill_and_wait_for_exit(pid);
+    let (executor, _first, _pid, release) =
+        dead_worker_with_its_connection_held("review-hand-over-kill");
 
     let second = executor.submit(square_number(3));
     let cancelled = second.cancel();
