@@ -822,3 +822,50 @@ fn future_and_error_are_send_and_sync() {
     assert_std_error::<Error>();
     assert_eq!(Error::Cancelled.to_string(), "the future was cancelled");
 }
+
+/// A value whose `Clone` panics while the flag says so.
+#[derive(Debug)]
+struct Brittle {
+    value: u32,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Clone for Brittle {
+    fn clone(&self) -> Self {
+        assert!(!self.fail.load(Ordering::SeqCst), "this clone fails");
+        Self {
+            value: self.value,
+            fail: Arc::clone(&self.fail),
+        }
+    }
+}
+
+/// `result()` clones the value under the future's lock: a `Clone` that panics must not leave
+/// the future locked, or every later call on it (from any handle) would spin for ever.
+#[test]
+fn a_panicking_clone_in_result_leaves_the_future_usable() {
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let future = finished(Brittle {
+        value: 5,
+        fail: Arc::clone(&fail),
+    });
+    let other = future.clone();
+    let panicked = std::panic::catch_unwind(|| future.result());
+    assert!(panicked.is_err(), "the clone panicked through result()");
+
+    // Another thread finds it unlocked and intact.
+    let seen = thread::spawn(move || (other.state(), other.done(), format!("{other:?}")))
+        .join()
+        .unwrap();
+    assert_eq!(seen.0, State::Finished);
+    assert!(seen.1);
+    assert!(
+        seen.2.contains("state=finished returned Brittle"),
+        "{}",
+        seen.2
+    );
+
+    fail.store(false, Ordering::SeqCst);
+    assert_eq!(future.result().map(|b| b.value), Ok(5));
+    assert_eq!(future.into_result().map(|b| b.value), Ok(5));
+}

@@ -8,9 +8,12 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, lock};
+use crate::sync::{
+    Arc, AtomicU64, CellMut, Ordering, Thread, UnsafeCell, back_off, current_thread, park,
+    park_timeout,
+};
 use crate::unwind;
-use crate::waiting::{WaitSet, Watch};
+use crate::waiting::{MARK_BITS, Verdict, WaitSet, Watch};
 
 /// Where a future is in its life, as Python's `concurrent.futures` states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -47,8 +50,7 @@ pub struct Future<T> {
 }
 
 /// What a future's allocation may carry for its executor. `RefUnwindSafe` too, so that a
-/// `Future` stays unwind safe, as it was while its state held no job: the state sits behind
-/// a mutex, and a job that needs interior mutability keeps it behind one as well.
+/// `Future` stays unwind safe: a job that needs interior mutability keeps it behind a lock.
 pub(crate) trait Job: Send + Sync + RefUnwindSafe {}
 
 impl<J: Send + Sync + RefUnwindSafe + ?Sized> Job for J {}
@@ -56,100 +58,266 @@ impl<J: Send + Sync + RefUnwindSafe + ?Sized> Job for J {}
 /// A future's shared state, followed by the job that completes it: an executor that runs the
 /// job in this process (the thread pool) allocates one block per task, not one for the state
 /// and another for the job, and the worker that runs it frees nothing (the last handle does).
+///
+/// The state is one atomic word (phase, flags, a lock bit, and the mark of the last wait call
+/// that saw the future), so that reading it takes no lock and a future of a `u64` with a small
+/// job fits in 64 bytes: a pool keeps one per pending task, and their size is most of its
+/// memory traffic.
 pub(crate) struct Core<T, J: ?Sized> {
-    slot: Mutex<Slot<T>>,
-    /// Wakes threads blocked in `result` and friends.
-    done: Condvar,
+    state: AtomicU64,
+    /// Under loom only, the lock bit is taken under a blocking mutex: in loom's models two
+    /// spinning threads can hand the core to each other without end (a yield goes to the other
+    /// spinner, not to the holder), a schedule no real scheduler keeps up. The bit's protocol,
+    /// which is what the models check, is the same.
+    #[cfg(loom)]
+    serial: crate::sync::Mutex<()>,
+    /// The outcome and who waits for it; only touched while `state` holds [`LOCKED`].
+    locked: UnsafeCell<Locked<T>>,
     /// The executor's job, `()` for a future made by [`Future::new`]. Unsized last, so that a
     /// `Future<T>` does not name the job's type.
     pub(crate) job: J,
 }
 
+// SAFETY: `locked` is only reached through a `Guard`, which exists only while this thread
+// holds the lock bit, so at most one thread touches `T` at a time: `T: Send` is enough, as for
+// a `Mutex<T>`. The job is shared as it is.
+#[allow(unsafe_code)]
+unsafe impl<T: Send, J: ?Sized + Send> Send for Core<T, J> {}
+// SAFETY: as above.
+#[allow(unsafe_code)]
+unsafe impl<T: Send, J: ?Sized + Sync> Sync for Core<T, J> {}
+
+// A panic while the lock is held (a `Clone` of the value, the only user code run under it)
+// changes nothing before it unwinds, and the guard releases the lock: what other handles see
+// after a caught panic is consistent.
+impl<T, J: ?Sized + RefUnwindSafe> RefUnwindSafe for Core<T, J> {}
+
+/// The phase, in the state word's low bits.
+const PHASE: u64 = 0b111;
+const PENDING: u64 = 0;
+const RUNNING: u64 = 1;
+const CANCELLED: u64 = 2;
+/// Python's CANCELLED_AND_NOTIFIED: the executor has seen the cancellation.
+const CANCELLED_NOTIFIED: u64 = 3;
+const FINISHED: u64 = 4;
+/// Finished with an error: `FirstException` and `Debug` tell it without the lock.
+const FAILED: u64 = 1 << 3;
+/// Held while `locked` is in use: the outcome is written, read or taken, or a waiter comes or
+/// goes. Held for a few instructions (or a `Clone` of the value), so waiting for it spins.
+const LOCKED: u64 = 1 << 4;
+/// The mark of the last `wait`/`as_completed` call that saw the future (see `CallMark`) sits
+/// above the phase and flags.
+const MARK_SHIFT: u32 = 64 - MARK_BITS;
+
+fn is_done(word: u64) -> bool {
+    word & PHASE >= CANCELLED
+}
+
 impl<T, J> Core<T, J> {
     fn new(job: J) -> Self {
+        Self::with_state(PENDING, None, job)
+    }
+
+    fn with_state(state: u64, outcome: Option<Result<T, Box<Error>>>, job: J) -> Self {
         Self {
-            slot: Mutex::new(Slot {
-                phase: Phase::Pending,
-                sleepers: 0,
-                waiter: None,
-                rare: None,
-                seen_by: Weak::new(),
+            state: AtomicU64::new(state),
+            #[cfg(loom)]
+            serial: crate::sync::Mutex::new(()),
+            locked: UnsafeCell::new(Locked {
+                outcome,
+                watchers: None,
             }),
-            done: Condvar::new(),
             job,
         }
     }
 }
 
-struct Slot<T> {
-    phase: Phase<T>,
-    /// Threads blocked on `done`: completion signals the condvar only if there are any, since
-    /// a signal costs a system call and most futures are never waited on while running.
-    sleepers: u32,
-    /// The one `wait`/`as_completed` call watching this future, with its key: the common case
-    /// needs no allocation.
-    waiter: Option<(Arc<WaitSet>, usize)>,
-    /// What most futures never have, kept out of line so that a pending future stays small.
-    rare: Option<Box<Rare<T>>>,
-    /// The `wait`/`as_completed` call that last saw this future, so that a call finds its
-    /// duplicates without a hash set. Weak: it says nothing once that call has ended.
-    seen_by: Weak<WaitSet>,
+impl<T, J: ?Sized> Core<T, J> {
+    /// The state word, without the lock.
+    fn load(&self) -> u64 {
+        self.state.load(Ordering::Acquire)
+    }
+
+    /// Takes the lock bit, spinning while another thread holds it.
+    fn lock(&self) -> Guard<'_, T> {
+        // Each attempt is a compare-exchange, which reads the word's latest value, where a
+        // plain load may read an older one for a while (and does, without end, in loom's
+        // models). The lock is rarely contended, so spinning on the load would save little.
+        #[cfg(loom)]
+        let serial = crate::sync::lock(&self.serial);
+        #[cfg(not(loom))]
+        let serial = std::marker::PhantomData;
+        let mut word = self.state.load(Ordering::Relaxed) & !LOCKED;
+        let mut step = 0;
+        loop {
+            match self.state.compare_exchange(
+                word,
+                word | LOCKED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return self.guard(word, serial),
+                Err(now) => {
+                    if now & LOCKED != 0 {
+                        back_off(&mut step);
+                    }
+                    word = now & !LOCKED;
+                }
+            }
+        }
+    }
+
+    /// Takes the lock bit if it is free now.
+    fn try_lock(&self) -> Option<Guard<'_, T>> {
+        #[cfg(loom)]
+        let serial = self.serial.try_lock().ok()?;
+        #[cfg(not(loom))]
+        let serial = std::marker::PhantomData;
+        let word = self.state.load(Ordering::Relaxed);
+        if word & LOCKED != 0 {
+            return None;
+        }
+        self.state
+            .compare_exchange(word, word | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| self.guard(word, serial))
+    }
+
+    #[allow(unsafe_code)]
+    fn guard<'a>(&'a self, word: u64, serial: Serial<'a>) -> Guard<'a, T> {
+        Guard {
+            state: &self.state,
+            word,
+            _serial: serial,
+            // SAFETY: this thread has just set the lock bit, and every borrow of `locked` is
+            // made this way: none other exists until the guard clears the bit.
+            locked: unsafe { self.locked.borrow_mut() },
+        }
+    }
 }
 
-/// Done callbacks, async wakers, and waiters beyond the first.
+/// What the lock bit guards.
+struct Locked<T> {
+    /// Set once, when the future finishes; `None` after `into_result` moved the value out.
+    /// The error is boxed: it is large and rare, and the value's slot should not pay for it.
+    outcome: Option<Result<T, Box<Error>>>,
+    /// Who waits while the future is pending; allocated by the first of them, so that a future
+    /// nobody waits on stays small.
+    watchers: Option<Box<Watchers<T>>>,
+}
+
+/// The lock bit held, with the state word as it will be written back when dropped.
+struct Guard<'a, T> {
+    state: &'a AtomicU64,
+    word: u64,
+    locked: CellMut<'a, Locked<T>>,
+    /// Released after the bit (fields drop after `Drop::drop`).
+    _serial: Serial<'a>,
+}
+
+#[cfg(not(loom))]
+type Serial<'a> = std::marker::PhantomData<&'a ()>;
+#[cfg(loom)]
+type Serial<'a> = crate::sync::MutexGuard<'a, ()>;
+
+impl<T> Guard<'_, T> {
+    fn phase(&self) -> u64 {
+        self.word & PHASE
+    }
+
+    fn is_done(&self) -> bool {
+        is_done(self.word)
+    }
+
+    fn set_phase(&mut self, phase: u64) {
+        self.word = self.word & !PHASE | phase;
+    }
+
+    fn mark(&self) -> u64 {
+        self.word >> MARK_SHIFT
+    }
+
+    fn set_mark(&mut self, mark: u64) {
+        self.word = self.word & !(u64::MAX << MARK_SHIFT) | mark << MARK_SHIFT;
+    }
+
+    fn watchers(&mut self) -> &mut Watchers<T> {
+        self.locked.watchers.get_or_insert_with(Box::default)
+    }
+
+    /// Finishes or cancels: the new phase, and everyone to tell, to be told after unlocking.
+    fn complete(&mut self, phase: u64) -> Option<Box<Watchers<T>>> {
+        self.set_phase(phase);
+        self.locked.watchers.take()
+    }
+}
+
+impl<T> Drop for Guard<'_, T> {
+    fn drop(&mut self) {
+        // Every change to the word is made under the lock, so writing it whole loses nothing.
+        self.state.store(self.word & !LOCKED, Ordering::Release);
+    }
+}
+
+/// Who to tell when a pending future is done. The common cases (one `wait`/`as_completed`
+/// call, one thread blocked in `result`) are inline; the rest is out of line.
+struct Watchers<T> {
+    waiter: Option<(Arc<WaitSet>, usize)>,
+    sleeper: Option<Thread>,
+    rare: Option<Box<Rare<T>>>,
+}
+
+impl<T> Default for Watchers<T> {
+    fn default() -> Self {
+        Self {
+            waiter: None,
+            sleeper: None,
+            rare: None,
+        }
+    }
+}
+
+/// Done callbacks, async wakers, and waiters and sleepers beyond the first.
 struct Rare<T> {
     callbacks: Vec<Callback<T>>,
     wakers: Vec<Waker>,
     waiters: Vec<(Arc<WaitSet>, usize)>,
+    sleepers: Vec<Thread>,
 }
 
-impl<T> Slot<T> {
+impl<T> Watchers<T> {
     fn rare(&mut self) -> &mut Rare<T> {
         self.rare.get_or_insert_with(|| {
             Box::new(Rare {
                 callbacks: Vec::new(),
                 wakers: Vec::new(),
                 waiters: Vec::new(),
+                sleepers: Vec::new(),
             })
         })
+    }
+
+    fn add_sleeper(&mut self, thread: Thread) {
+        if self.sleeper.is_none() {
+            self.sleeper = Some(thread);
+        } else {
+            self.rare().sleepers.push(thread);
+        }
+    }
+
+    /// Forgets the sleeper that is `thread`, when it stops waiting before the future is done.
+    fn remove_sleeper(&mut self, thread: &Thread) {
+        if self.sleeper.as_ref().is_some_and(|t| t.id() == thread.id()) {
+            self.sleeper = None;
+        } else if let Some(rare) = &mut self.rare
+            && let Some(at) = rare.sleepers.iter().position(|t| t.id() == thread.id())
+        {
+            rare.sleepers.swap_remove(at);
+        }
     }
 }
 
 type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send>;
-
-enum Phase<T> {
-    Pending,
-    Running,
-    /// `notified` is Python's CANCELLED_AND_NOTIFIED: the executor has seen the cancellation.
-    Cancelled {
-        notified: bool,
-    },
-    /// `Ok(None)`: the value was moved out by `into_result`. The error is boxed: it is large
-    /// and rare, and the value's slot should not pay for it.
-    Finished(Result<Option<T>, Box<Error>>),
-}
-
-impl<T> Phase<T> {
-    fn state(&self) -> State {
-        match self {
-            Phase::Pending => State::Pending,
-            Phase::Running => State::Running,
-            Phase::Cancelled { .. } => State::Cancelled,
-            Phase::Finished(_) => State::Finished,
-        }
-    }
-
-    fn is_done(&self) -> bool {
-        matches!(self, Phase::Cancelled { .. } | Phase::Finished(_))
-    }
-}
-
-/// Everything to notify once a future is done, collected under the lock and used after it.
-struct Notifications<T> {
-    wake_sleepers: bool,
-    waiter: Option<(Arc<WaitSet>, usize)>,
-    rare: Option<Box<Rare<T>>>,
-}
 
 impl<T> Future<T> {
     /// A pending future. Executors create these; so may tests and custom executors.
@@ -185,14 +353,23 @@ impl<T> Future<T> {
     /// A future already failed with `error`: what `submit` returns when a task cannot be
     /// scheduled (shut down, broken pool, unserializable argument).
     pub fn failed(error: Error) -> Self {
-        let future = Self::new();
-        lock(&future.inner.slot).phase = Phase::Finished(Err(Box::new(error)));
-        future
+        Self {
+            inner: Arc::new(Core::with_state(
+                FINISHED | FAILED,
+                Some(Err(Box::new(error))),
+                (),
+            )),
+        }
     }
 
     /// The current state.
     pub fn state(&self) -> State {
-        lock(&self.inner.slot).phase.state()
+        match self.inner.load() & PHASE {
+            PENDING => State::Pending,
+            RUNNING => State::Running,
+            CANCELLED | CANCELLED_NOTIFIED => State::Cancelled,
+            _ => State::Finished,
+        }
     }
 
     /// Cancels the future if it has not started.
@@ -202,15 +379,24 @@ impl<T> Future<T> {
     /// [`wait`](crate::wait) and [`as_completed`](crate::as_completed), and runs the done
     /// callbacks in this thread.
     pub fn cancel(&self) -> bool {
-        let mut slot = lock(&self.inner.slot);
-        match slot.phase {
-            Phase::Cancelled { .. } => true,
-            Phase::Running | Phase::Finished(_) => false,
-            Phase::Pending => {
-                slot.phase = Phase::Cancelled { notified: false };
-                let notifications = take_notifications(&mut slot);
-                drop(slot);
-                self.notify(notifications);
+        self.cancel_as(CANCELLED)
+    }
+
+    /// Cancels, entering `phase` (cancelled, or cancelled and seen by the executor).
+    fn cancel_as(&self, phase: u64) -> bool {
+        let mut guard = self.inner.lock();
+        match guard.phase() {
+            CANCELLED | CANCELLED_NOTIFIED => {
+                if phase == CANCELLED_NOTIFIED {
+                    guard.set_phase(phase);
+                }
+                true
+            }
+            RUNNING | FINISHED => false,
+            _ => {
+                let watchers = guard.complete(phase);
+                drop(guard);
+                self.notify(watchers);
                 true
             }
         }
@@ -220,12 +406,7 @@ impl<T> Future<T> {
     /// one step, without the "unexpected state" log of a second notify. For executors that
     /// drop queued work.
     pub(crate) fn cancel_unsent(&self) {
-        if self.cancel() {
-            let mut slot = lock(&self.inner.slot);
-            if let Phase::Cancelled { notified } = &mut slot.phase {
-                *notified = true;
-            }
-        }
+        self.cancel_as(CANCELLED_NOTIFIED);
     }
 
     /// True if the future was cancelled.
@@ -240,7 +421,7 @@ impl<T> Future<T> {
 
     /// True if the future finished or was cancelled.
     pub fn done(&self) -> bool {
-        lock(&self.inner.slot).phase.is_done()
+        is_done(self.inner.load())
     }
 
     /// Blocks until the future is done and returns its outcome: the value, the task's
@@ -252,8 +433,8 @@ impl<T> Future<T> {
     where
         T: Clone,
     {
-        let slot = self.wait_until(None).unwrap_or_else(|slot| slot);
-        outcome(&slot.phase, |value| value.clone())
+        let guard = self.wait_until(None).unwrap_or_else(|_| unreachable!());
+        outcome(&guard, T::clone)
     }
 
     /// Like [`result`](Self::result), but gives up after `timeout` with [`Error::Timeout`];
@@ -263,8 +444,8 @@ impl<T> Future<T> {
         T: Clone,
     {
         match self.wait_until(deadline(timeout)) {
-            Ok(slot) => outcome(&slot.phase, |value| value.clone()),
-            Err(_) => Err(timed_out()),
+            Ok(guard) => outcome(&guard, T::clone),
+            Err(TimedOut) => Err(timed_out()),
         }
     }
 
@@ -273,8 +454,8 @@ impl<T> Future<T> {
     /// Another handle to the same future that asks for the value afterwards gets
     /// [`Error::InvalidState`].
     pub fn into_result(self) -> Result<T, Error> {
-        let mut slot = self.wait_until(None).unwrap_or_else(|slot| slot);
-        take_outcome(&mut slot.phase)
+        let mut guard = self.wait_until(None).unwrap_or_else(|_| unreachable!());
+        take_outcome(&mut guard)
     }
 
     /// Another name for [`into_result`](Self::into_result), as threads and tasks say it.
@@ -285,16 +466,16 @@ impl<T> Future<T> {
     /// Blocks until the future is done; `None` if it succeeded, else its error
     /// ([`Error::Cancelled`] if it was cancelled). Python's `exception()`.
     pub fn error(&self) -> Option<Error> {
-        let slot = self.wait_until(None).unwrap_or_else(|slot| slot);
-        outcome(&slot.phase, |_| ()).err()
+        let guard = self.wait_until(None).unwrap_or_else(|_| unreachable!());
+        outcome(&guard, |_| ()).err()
     }
 
     /// Like [`error`](Self::error), but gives `Some(Error::Timeout { .. })` if the future is
     /// not done within `timeout`.
     pub fn error_timeout(&self, timeout: Duration) -> Option<Error> {
         match self.wait_until(deadline(timeout)) {
-            Ok(slot) => outcome(&slot.phase, |_| ()).err(),
-            Err(_) => Some(timed_out()),
+            Ok(guard) => outcome(&guard, |_| ()).err(),
+            Err(TimedOut) => Some(timed_out()),
         }
     }
 
@@ -308,12 +489,12 @@ impl<T> Future<T> {
     where
         F: FnOnce(&Future<T>) + Send + 'static,
     {
-        let mut slot = lock(&self.inner.slot);
-        if slot.phase.is_done() {
-            drop(slot);
+        let mut guard = self.inner.lock();
+        if guard.is_done() {
+            drop(guard);
             self.run_callback(Box::new(callback));
         } else {
-            slot.rare().callbacks.push(Box::new(callback));
+            guard.watchers().rare().callbacks.push(Box::new(callback));
         }
     }
 
@@ -323,18 +504,18 @@ impl<T> Future<T> {
     /// cancelled (skip the task). Any other state, including a second call, is
     /// [`Error::InvalidState`].
     pub fn set_running_or_notify_cancel(&self) -> Result<bool, Error> {
-        let mut slot = lock(&self.inner.slot);
-        match slot.phase {
-            Phase::Pending => {
-                slot.phase = Phase::Running;
+        let mut guard = self.inner.lock();
+        match guard.phase() {
+            PENDING => {
+                guard.set_phase(RUNNING);
                 Ok(true)
             }
-            Phase::Cancelled { notified: false } => {
-                slot.phase = Phase::Cancelled { notified: true };
+            CANCELLED => {
+                guard.set_phase(CANCELLED_NOTIFIED);
                 Ok(false)
             }
             _ => {
-                drop(slot);
+                drop(guard);
                 tracing::error!(target: "concurrent_futures", future = ?self, "future in unexpected state");
                 Err(Error::InvalidState)
             }
@@ -344,7 +525,7 @@ impl<T> Future<T> {
     /// For executors and tests: completes the future with `value`. A future that is already
     /// finished or cancelled gives [`Error::InvalidState`] and keeps its outcome.
     pub fn set_result(&self, value: T) -> Result<(), Error> {
-        self.finish(Ok(Some(value)))
+        self.finish(Ok(value))
     }
 
     /// For executors and tests: completes the future with `error` (Python's
@@ -354,29 +535,37 @@ impl<T> Future<T> {
         self.finish(Err(Box::new(error)))
     }
 
-    fn finish(&self, outcome: Result<Option<T>, Box<Error>>) -> Result<(), Error> {
-        let mut slot = lock(&self.inner.slot);
-        if slot.phase.is_done() {
+    fn finish(&self, outcome: Result<T, Box<Error>>) -> Result<(), Error> {
+        let mut guard = self.inner.lock();
+        if guard.is_done() {
             return Err(Error::InvalidState);
         }
-        slot.phase = Phase::Finished(outcome);
-        let notifications = take_notifications(&mut slot);
-        drop(slot);
-        self.notify(notifications);
+        let failed = if outcome.is_err() { FAILED } else { 0 };
+        guard.locked.outcome = Some(outcome);
+        let watchers = guard.complete(FINISHED | failed);
+        drop(guard);
+        self.notify(watchers);
         Ok(())
     }
 
-    /// Wakes everyone waiting on this future, then runs the callbacks, outside the lock.
-    fn notify(&self, notifications: Notifications<T>) {
-        if notifications.wake_sleepers {
-            self.inner.done.notify_all();
-        }
-        if let Some((set, key)) = notifications.waiter {
-            set.push(key);
-        }
-        let Some(rare) = notifications.rare else {
+    /// Wakes everyone waiting on this future, then runs the callbacks: after unlocking, so
+    /// that they find the future done and its lock free.
+    fn notify(&self, watchers: Option<Box<Watchers<T>>>) {
+        let Some(watchers) = watchers else {
             return;
         };
+        if let Some(thread) = watchers.sleeper {
+            thread.unpark();
+        }
+        if let Some((set, key)) = watchers.waiter {
+            set.push(key);
+        }
+        let Some(rare) = watchers.rare else {
+            return;
+        };
+        for thread in rare.sleepers {
+            thread.unpark();
+        }
         for (set, key) in rare.waiters {
             set.push(key);
         }
@@ -394,40 +583,39 @@ impl<T> Future<T> {
         }
     }
 
-    /// Blocks until done or until `deadline`; `Err` carries the guard when time ran out.
-    fn wait_until(
-        &self,
-        deadline: Option<Instant>,
-    ) -> Result<MutexGuard<'_, Slot<T>>, MutexGuard<'_, Slot<T>>> {
-        let mut slot = lock(&self.inner.slot);
-        while !slot.phase.is_done() {
+    /// Blocks until done or until `deadline`, and gives the lock of the done future.
+    fn wait_until(&self, deadline: Option<Instant>) -> Result<Guard<'_, T>, TimedOut> {
+        let mut guard = self.inner.lock();
+        if guard.is_done() {
+            return Ok(guard);
+        }
+        if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            return Err(TimedOut);
+        }
+        let me = current_thread();
+        guard.watchers().add_sleeper(me.clone());
+        drop(guard);
+        loop {
+            // Completion unparks after publishing the new phase: a wake-up that finds the
+            // future still pending is spurious (parking allows those) or a timeout.
             match deadline {
-                None => {
-                    slot.sleepers += 1;
-                    slot = self
-                        .inner
-                        .done
-                        .wait(slot)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    slot.sleepers -= 1;
-                }
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return Err(slot);
+                None => park(),
+                Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => park_timeout(left),
+                    _ => {
+                        let mut guard = self.inner.lock();
+                        if guard.is_done() {
+                            return Ok(guard);
+                        }
+                        guard.watchers().remove_sleeper(&me);
+                        return Err(TimedOut);
                     }
-                    slot.sleepers += 1;
-                    slot = self
-                        .inner
-                        .done
-                        .wait_timeout(slot, deadline - now)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .0;
-                    slot.sleepers -= 1;
-                }
+                },
+            }
+            if is_done(self.inner.load()) {
+                return Ok(self.inner.lock());
             }
         }
-        Ok(slot)
     }
 
     /// Moves the outcome out once done, or gives the future back if `deadline` passes first:
@@ -437,8 +625,8 @@ impl<T> Future<T> {
         deadline: Option<Instant>,
     ) -> Result<Result<T, Error>, Self> {
         let outcome = match self.wait_until(deadline) {
-            Ok(mut slot) => Some(take_outcome(&mut slot.phase)),
-            Err(_) => None,
+            Ok(mut guard) => Some(take_outcome(&mut guard)),
+            Err(TimedOut) => None,
         };
         outcome.ok_or(self)
     }
@@ -450,7 +638,7 @@ impl<T> Future<T> {
 
     /// True if finished with an error (not cancelled): what `FirstException` looks for.
     pub(crate) fn has_error(&self) -> bool {
-        matches!(lock(&self.inner.slot).phase, Phase::Finished(Err(_)))
+        self.inner.load() & (PHASE | FAILED) == FINISHED | FAILED
     }
 
     /// Identity of the shared state, so that `wait` and `as_completed` count clones once.
@@ -462,70 +650,71 @@ impl<T> Future<T> {
     /// one lock so that no completion is missed; see [`Watch`] for the outcomes. With `mark`,
     /// also records that `set`'s call has seen this future, or finds that it had.
     pub(crate) fn watch(&self, set: &Arc<WaitSet>, key: usize, mark: bool) -> Watch {
-        let mut slot = lock(&self.inner.slot);
+        let mut guard = self.inner.lock();
         if mark {
-            if std::ptr::eq(slot.seen_by.as_ptr(), Arc::as_ptr(set)) {
-                return Watch::Seen;
+            let call = set.call();
+            match call.judge(guard.mark()) {
+                Verdict::Seen => return Watch::Seen,
+                Verdict::Foreign => return Watch::Foreign,
+                Verdict::Claim => guard.set_mark(call.id()),
             }
-            if slot.seen_by.strong_count() > 0 {
-                // Another call, still going, has marked it: keep its mark, or it could not
-                // tell its own duplicates.
-                return Watch::Foreign;
-            }
-            slot.seen_by = Arc::downgrade(set);
         }
-        if slot.phase.is_done() {
+        if guard.is_done() {
             return Watch::Done;
         }
-        if slot.waiter.is_none() {
-            slot.waiter = Some((Arc::clone(set), key));
+        let watchers = guard.watchers();
+        if watchers.waiter.is_none() {
+            watchers.waiter = Some((Arc::clone(set), key));
         } else {
-            slot.rare().waiters.push((Arc::clone(set), key));
+            watchers.rare().waiters.push((Arc::clone(set), key));
         }
         Watch::Watching
     }
 
     /// Removes `set`'s registration, when its waiter stops waiting.
     pub(crate) fn unsubscribe(&self, set: &Arc<WaitSet>) {
-        let mut slot = lock(&self.inner.slot);
-        if slot
+        let mut guard = self.inner.lock();
+        let Some(watchers) = &mut guard.locked.watchers else {
+            return;
+        };
+        if watchers
             .waiter
             .as_ref()
             .is_some_and(|(s, _)| Arc::ptr_eq(s, set))
         {
-            slot.waiter = None;
+            watchers.waiter = None;
         }
-        if let Some(rare) = &mut slot.rare {
+        if let Some(rare) = &mut watchers.rare {
             rare.waiters.retain(|(s, _)| !Arc::ptr_eq(s, set));
         }
     }
 }
 
-fn take_notifications<T>(slot: &mut Slot<T>) -> Notifications<T> {
-    Notifications {
-        wake_sleepers: slot.sleepers > 0,
-        waiter: slot.waiter.take(),
-        rare: slot.rare.take(),
-    }
-}
+/// A timed wait ran out before the future was done.
+struct TimedOut;
 
 /// The outcome of a done future, the value produced by `value`.
-fn outcome<T, R>(phase: &Phase<T>, value: impl FnOnce(&T) -> R) -> Result<R, Error> {
-    match phase {
-        Phase::Finished(Ok(Some(v))) => Ok(value(v)),
-        Phase::Finished(Ok(None)) => Err(Error::InvalidState),
-        Phase::Finished(Err(e)) => Err(Error::clone(e)),
-        Phase::Cancelled { .. } => Err(Error::Cancelled),
-        Phase::Pending | Phase::Running => unreachable!("outcome of a future that is not done"),
+fn outcome<T, R>(guard: &Guard<'_, T>, value: impl FnOnce(&T) -> R) -> Result<R, Error> {
+    match guard.phase() {
+        CANCELLED | CANCELLED_NOTIFIED => Err(Error::Cancelled),
+        _ => match &guard.locked.outcome {
+            Some(Ok(v)) => Ok(value(v)),
+            Some(Err(e)) => Err(Error::clone(e)),
+            // Finished, and the value moved out by `into_result`.
+            None => Err(Error::InvalidState),
+        },
     }
 }
 
 /// The outcome of a done future, its value moved out.
-fn take_outcome<T>(phase: &mut Phase<T>) -> Result<T, Error> {
-    match phase {
-        Phase::Finished(Ok(value)) => value.take().ok_or(Error::InvalidState),
-        _ => outcome(phase, |_| unreachable!()),
+fn take_outcome<T>(guard: &mut Guard<'_, T>) -> Result<T, Error> {
+    if guard.phase() == FINISHED
+        && let Some(Ok(_)) = guard.locked.outcome
+        && let Some(Ok(value)) = guard.locked.outcome.take()
+    {
+        return Ok(value);
     }
+    outcome(guard, |_| unreachable!("a value is taken, not cloned"))
 }
 
 fn deadline(timeout: Duration) -> Option<Instant> {
@@ -557,18 +746,20 @@ impl<T> Clone for Future<T> {
 /// Python's repr: `<Future at 0x… state=finished returned u64>`.
 impl<T> fmt::Debug for Future<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // try_lock: Debug may run from a tracing call made while this thread holds the lock.
-        let state = match self.inner.slot.try_lock() {
-            Ok(slot) => match &slot.phase {
-                Phase::Pending => "pending".to_owned(),
-                Phase::Running => "running".to_owned(),
-                Phase::Cancelled { .. } => "cancelled".to_owned(),
-                Phase::Finished(Ok(_)) => {
-                    format!("finished returned {}", short_type_name::<T>())
-                }
-                Phase::Finished(Err(e)) => format!("finished raised {}", e.kind_name()),
+        let word = self.inner.load();
+        let state = match word & PHASE {
+            PENDING => "pending".to_owned(),
+            RUNNING => "running".to_owned(),
+            CANCELLED | CANCELLED_NOTIFIED => "cancelled".to_owned(),
+            _ if word & FAILED == 0 => format!("finished returned {}", short_type_name::<T>()),
+            // try_lock: Debug may run from a tracing call made while this thread holds the lock.
+            _ => match self.inner.try_lock() {
+                Some(guard) => match &guard.locked.outcome {
+                    Some(Err(e)) => format!("finished raised {}", e.kind_name()),
+                    _ => "finished raised".to_owned(),
+                },
+                None => "finished raised (locked)".to_owned(),
             },
-            Err(_) => "locked".to_owned(),
         };
         write!(f, "<Future at {:#x} state={state}>", self.id())
     }
@@ -617,11 +808,11 @@ impl<T> std::future::Future for AwaitFuture<T> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut slot = lock(&self.future.inner.slot);
-        if slot.phase.is_done() {
-            return Poll::Ready(take_outcome(&mut slot.phase));
+        let mut guard = self.future.inner.lock();
+        if guard.is_done() {
+            return Poll::Ready(take_outcome(&mut guard));
         }
-        let wakers = &mut slot.rare().wakers;
+        let wakers = &mut guard.watchers().rare().wakers;
         if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
             wakers.push(cx.waker().clone());
         }

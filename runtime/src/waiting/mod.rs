@@ -1,12 +1,14 @@
 //! Waiting on many futures at once: `as_completed`, `wait`, and what `join_completed!` uses.
 
 mod as_completed;
+mod call_mark;
 mod completions;
 pub(crate) mod join;
 mod wait;
 mod wait_set;
 
 pub use as_completed::{AsCompleted, AsCompletedTimeout, as_completed, as_completed_timeout};
+pub(crate) use call_mark::{MARK_BITS, Verdict};
 pub(crate) use completions::watch_all;
 pub use wait::{DoneAndNotDone, ReturnWhen, wait};
 pub use wait_set::WaitSet;

@@ -3,15 +3,28 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::call_mark::CallMark;
 use crate::sync::{Condvar, Mutex, lock};
 
 /// Receives the keys of futures as they complete, in completion order. One per `wait` or
 /// `as_completed` call; every watched future holds it until it completes or is unwatched.
 #[doc(hidden)]
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WaitSet {
     ready: Mutex<Ready>,
     changed: Condvar,
+    /// The call's mark, which futures keep to tell this call its duplicates.
+    call: CallMark,
+}
+
+impl Default for WaitSet {
+    fn default() -> Self {
+        Self {
+            ready: Mutex::default(),
+            changed: Condvar::default(),
+            call: CallMark::begin(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -23,6 +36,11 @@ struct Ready {
 }
 
 impl WaitSet {
+    /// The mark this call leaves on the futures it sees.
+    pub(crate) fn call(&self) -> &CallMark {
+        &self.call
+    }
+
     /// Records that the future registered under `key` is done.
     pub(crate) fn push(&self, key: usize) {
         let mut ready = lock(&self.ready);
