@@ -20,6 +20,10 @@ use crate::future::{Future, State};
 /// Something [`wait`] and [`as_completed`] can wait on: a [`Future`] of any type, a reference
 /// to one, or a boxed or shared one.
 ///
+/// Sealed: it is implemented for [`Future`] and for references, boxes and `Arc`s of anything
+/// waitable, and cannot be implemented outside this crate, since waiting on a value means
+/// registering with its state machine.
+///
 /// Futures of different types mix as `&dyn Waitable`:
 ///
 /// ```
@@ -32,7 +36,7 @@ use crate::future::{Future, State};
 /// assert_eq!(as_completed(both).count(), 2);
 /// assert_eq!(text.result().unwrap(), "seven");
 /// ```
-pub trait Waitable {
+pub trait Waitable: sealed::Sealed {
     /// The future's current state.
     fn state(&self) -> State;
 
@@ -54,6 +58,13 @@ pub trait Waitable {
     #[doc(hidden)]
     fn __unsubscribe(&self, set: &Arc<WaitSet>);
 }
+
+/// What keeps [`Waitable`] implemented here only.
+mod sealed {
+    pub trait Sealed {}
+}
+
+impl<T> sealed::Sealed for Future<T> {}
 
 impl<T> Waitable for Future<T> {
     fn state(&self) -> State {
@@ -83,6 +94,8 @@ impl<T> Waitable for Future<T> {
 
 macro_rules! forward_waitable {
     ($($pointer:ty),*) => {$(
+        impl<W: Waitable + ?Sized> sealed::Sealed for $pointer {}
+
         impl<W: Waitable + ?Sized> Waitable for $pointer {
             fn state(&self) -> State {
                 (**self).state()
