@@ -1,6 +1,6 @@
-//! Checks from the review of the one-thread-per-worker I/O: a job that a submitter began to
-//! hand to an idle worker and that went back to the queue must still resolve, and a large
-//! result is not read into a buffer allocated far ahead of its bytes.
+//! Checks from reviews: a job that a submitter began to hand to an idle worker and that went
+//! back to the queue must still resolve; a large result is not read into a buffer allocated
+//! far ahead of its bytes; a `shutdown(wait = true)` waits for another caller's cancellations.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -135,4 +135,65 @@ fn a_large_result_is_not_allocated_far_ahead_of_its_bytes() {
             (value.capacity() - value.len()) >> 20
         );
     }
+}
+
+/// `shutdown(cancel_futures = true)` cancels the queued futures after releasing the pool's
+/// lock (their callbacks may use the pool). Another caller's `shutdown(wait = true)` made
+/// meanwhile still returns only once every one of them is cancelled, as in Python, where the
+/// cancelling happens under the shutdown lock. The second call starts from the first queued
+/// future's done callback, with the second not yet cancelled; the callback gives it half a
+/// second to return early (it did, before the fix, once the worker had exited).
+#[test]
+fn a_concurrent_shutdown_wait_returns_after_the_other_caller_s_cancellations() {
+    let (listener, path) = start_listener("review-concurrent-shutdown");
+    let executor = Arc::new(
+        ProcessPoolExecutor::builder()
+            .max_workers(1)
+            .pipeline_depth(1)
+            .build()
+            .unwrap(),
+    );
+    let running = executor.submit(hold(path));
+    let mut started = accept_started(&listener);
+    // Queued behind it: a pipeline of one sends nothing more to the busy worker.
+    let first = executor.submit(square_number(1));
+    let second = executor.submit(square_number(2));
+
+    let (report_tx, report_rx) = std::sync::mpsc::channel();
+    let returned_early = Arc::new(std::sync::Mutex::new(None));
+    let other_caller = Arc::new(std::sync::Mutex::new(None));
+    {
+        let executor = Arc::clone(&executor);
+        let second = second.clone();
+        let returned_early = Arc::clone(&returned_early);
+        let other_caller = Arc::clone(&other_caller);
+        first.add_done_callback(move |_| {
+            // The held task may finish and its worker exit now.
+            started.write_all(b"g").unwrap();
+            let caller = std::thread::spawn(move || {
+                executor.shutdown(true, false);
+                report_tx.send(second.done()).unwrap();
+            });
+            let early = report_rx.recv_timeout(std::time::Duration::from_millis(500));
+            *returned_early.lock().unwrap() = Some(early.ok());
+            *other_caller.lock().unwrap() = Some((caller, report_rx));
+        });
+    }
+    executor.shutdown(false, true);
+
+    assert_eq!(
+        *returned_early.lock().unwrap(),
+        Some(None),
+        "the other caller's shutdown(wait = true) returned while this one was cancelling"
+    );
+    let (caller, report_rx) = other_caller.lock().unwrap().take().unwrap();
+    caller.join().unwrap();
+    assert_eq!(
+        report_rx.recv(),
+        Ok(true),
+        "every queued future was done when it returned"
+    );
+    assert!(running.result().is_ok());
+    assert_eq!(first.result(), Err(Error::Cancelled));
+    assert_eq!(second.result(), Err(Error::Cancelled));
 }

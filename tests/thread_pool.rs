@@ -941,3 +941,90 @@ fn cancel_futures_callbacks_may_use_the_pool() {
     gate.open();
     assert_eq!(running.result(), Ok(0));
 }
+
+/// `shutdown(cancel_futures = true)` cancels the queued futures after releasing the pool's
+/// lock (their callbacks may use the pool). Another caller's `shutdown(wait = true)` made
+/// meanwhile still returns only once every one of them is cancelled, as in Python, where the
+/// cancelling happens under the shutdown lock. Here the second call starts from the first
+/// future's done callback, with the second future not yet cancelled; the callback gives it
+/// half a second to return early (it did, before the fix, as soon as the pool thread exited).
+#[test]
+fn a_concurrent_shutdown_wait_returns_after_the_other_caller_s_cancellations() {
+    let executor = Arc::new(ThreadPoolExecutor::new(1));
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let running = spawn_held(&executor, &gate, &started_tx, 0);
+    let first = spawn_held(&executor, &gate, &started_tx, 1);
+    let second = spawn_held(&executor, &gate, &started_tx, 2);
+    assert_eq!(started_rx.recv(), Ok(0));
+
+    let (report_tx, report_rx) = mpsc::channel();
+    let returned_early = Arc::new(Mutex::new(None));
+    let other_caller = Arc::new(Mutex::new(None));
+    {
+        let executor = Arc::clone(&executor);
+        let second = second.clone();
+        let open = gate.handle();
+        let returned_early = Arc::clone(&returned_early);
+        let other_caller = Arc::clone(&other_caller);
+        first.add_done_callback(move |_| {
+            // The pool thread may finish its task and exit now.
+            open.set();
+            let caller = thread::spawn(move || {
+                executor.shutdown(true, false);
+                report_tx.send(second.done()).unwrap();
+            });
+            let early = report_rx.recv_timeout(std::time::Duration::from_millis(500));
+            *returned_early.lock().unwrap() = Some(early.ok());
+            *other_caller.lock().unwrap() = Some((caller, report_rx));
+        });
+    }
+    executor.shutdown(false, true);
+
+    assert_eq!(
+        *returned_early.lock().unwrap(),
+        Some(None),
+        "the other caller's shutdown(wait = true) returned while this one was cancelling"
+    );
+    let (caller, report_rx) = other_caller.lock().unwrap().take().unwrap();
+    caller.join().unwrap();
+    assert_eq!(
+        report_rx.recv(),
+        Ok(true),
+        "every queued future was done when it returned"
+    );
+    assert_eq!(running.result(), Ok(0));
+    assert_eq!(first.result(), Err(Error::Cancelled));
+    assert_eq!(second.result(), Err(Error::Cancelled));
+}
+
+/// The waiting above is for other callers only: a done callback that runs during the
+/// cancellations and itself calls `shutdown(wait = true)` (in the cancelling thread) returns
+/// once the pool's threads are gone, rather than waiting for the cancellations it is part of.
+#[test]
+fn a_cancelled_future_s_callback_may_shut_the_pool_down_and_wait() {
+    let executor = Arc::new(ThreadPoolExecutor::new(1));
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let running = spawn_held(&executor, &gate, &started_tx, 0);
+    let queued = spawn_held(&executor, &gate, &started_tx, 1);
+    assert_eq!(started_rx.recv(), Ok(0));
+    let pool = Arc::clone(&executor);
+    let open = gate.handle();
+    let (returned_tx, returned_rx) = mpsc::channel();
+    queued.add_done_callback(move |_| {
+        open.set();
+        pool.shutdown(true, false);
+        returned_tx.send(()).unwrap();
+    });
+    // In a thread of its own, so that a deadlock fails this test instead of hanging the run:
+    // the timeout below only ever expires on that failure, never paces the test.
+    let shutting = Arc::clone(&executor);
+    let shutdown = thread::spawn(move || shutting.shutdown(false, true));
+    returned_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the callback's shutdown(wait = true) returned");
+    shutdown.join().unwrap();
+    assert_eq!(running.result(), Ok(0));
+    assert_eq!(queued.result(), Err(Error::Cancelled));
+}

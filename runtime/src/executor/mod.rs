@@ -1,5 +1,6 @@
 //! The `Executor` trait every pool implements, and the `map` that all of them share.
 
+mod cancellations;
 mod job_queue;
 mod map;
 pub(crate) mod process_pool;
@@ -132,6 +133,9 @@ pub trait Executor {
 
     /// Stops accepting work. With `wait`, blocks until the submitted work is done and the
     /// workers have exited; with `cancel_futures`, cancels the work that has not started.
-    /// Safe to call more than once. After it, `submit` gives [`Error::ShutDown`](crate::Error::ShutDown).
+    /// Safe to call more than once, from several threads at once: a call with `wait` returns
+    /// only once another caller's `cancel_futures` has cancelled everything it took (the
+    /// cancelling runs done callbacks, so it happens outside the pool's lock). After it,
+    /// `submit` gives [`Error::ShutDown`](crate::Error::ShutDown).
     fn shutdown(&self, wait: bool, cancel_futures: bool);
 }

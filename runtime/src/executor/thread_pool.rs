@@ -8,6 +8,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_utils::CachePadded;
 
 use super::Executor;
+use super::cancellations::Cancellations;
 use super::job_queue::JobQueue;
 use crate::error::Error;
 use crate::future::{Core, Future};
@@ -62,6 +63,8 @@ struct Shared {
     /// Held while joining, so that a second `shutdown(wait = true)` (or a `Drop` racing one)
     /// returns only once the threads are gone, as in Python, not when the list is empty.
     joining: Mutex<()>,
+    /// Other callers' `shutdown(cancel_futures = true)` still cancelling, for `wait`.
+    cancellations: Cancellations,
     max_workers: usize,
     thread_name_prefix: String,
     initializer: Option<Initializer>,
@@ -297,6 +300,7 @@ impl ThreadPoolBuilder {
                 threads: Mutex::new(Vec::new()),
                 started: AtomicUsize::new(0),
                 joining: Mutex::new(()),
+                cancellations: Cancellations::default(),
                 max_workers,
                 thread_name_prefix,
                 initializer: self.initializer,
@@ -367,8 +371,10 @@ impl ThreadPoolExecutor {
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
         let mut open = lock(&self.shared.open);
         let mut cancelled = Vec::new();
+        let mut cancelling = None;
         if cancel_futures {
             self.shared.take_queued(|job| cancelled.push(job));
+            cancelling = Some(self.shared.cancellations.begin());
         }
         if std::mem::replace(&mut *open, false) {
             // Each thread finishes what is queued, then takes one of these and exits. No
@@ -386,7 +392,10 @@ impl ThreadPoolExecutor {
         for job in cancelled {
             job.cancel();
         }
+        drop(cancelling);
         if wait {
+            // Python cancels under its lock: a concurrent caller returns only once all is done.
+            self.shared.cancellations.wait_for_others();
             let _joining = lock(&self.shared.joining);
             let threads = std::mem::take(&mut *lock(&self.shared.threads));
             let me = thread::current().id();

@@ -399,7 +399,9 @@ impl ProcessPoolExecutor {
         let mut state = self.scheduler.lock();
         state.shut_down = true;
         let mut effects = Effects::default();
+        let mut cancelling = None;
         if cancel_futures {
+            cancelling = Some(self.scheduler.cancellations.begin());
             // A queued job already marked running was sent once (to a worker that died before
             // starting it, or whose socket refused a hand-over): `cancel()` has told its user
             // it will run, so it is not cancelled. It stays queued and runs elsewhere, unless
@@ -421,6 +423,7 @@ impl ProcessPoolExecutor {
         drop(state);
         self.scheduler.deadlines.notify_all();
         self.scheduler.apply(effects);
+        drop(cancelling);
         if wait {
             self.join_threads();
         }
@@ -434,6 +437,8 @@ impl ProcessPoolExecutor {
             // wait for ourselves. The threads finish once the work is done.
             return;
         }
+        // Python cancels under its lock: a concurrent caller returns only once all is done.
+        self.scheduler.cancellations.wait_for_others();
         let _joining = crate::sync::lock(&self.scheduler.joining);
         loop {
             let threads = std::mem::take(&mut self.scheduler.lock().threads);

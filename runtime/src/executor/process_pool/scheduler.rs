@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use super::Config;
 use super::connection::Doorbell;
 use crate::error::Error;
+use crate::executor::cancellations::Cancellations;
 use crate::future::Future;
 use crate::process::call;
 use crate::sync::{Arc, Condvar, Mutex, MutexGuard, lock};
@@ -268,6 +269,8 @@ pub(super) struct Scheduler {
     /// Held while joining the pool's threads, so that every `shutdown(wait = true)` caller
     /// returns only once they are gone.
     pub(super) joining: Mutex<()>,
+    /// Callers of `shutdown(cancel_futures = true)` still cancelling, for `wait`.
+    pub(super) cancellations: Cancellations,
 }
 
 /// What the credit rule needs to know about the whole pool.
@@ -323,6 +326,7 @@ impl Scheduler {
             }),
             deadlines: Condvar::new(),
             joining: Mutex::new(()),
+            cancellations: Cancellations::default(),
         }
     }
 
