@@ -10,6 +10,7 @@
 //! they wait in an overflow list, which the pool threads move into the ring as it empties.
 
 use std::collections::VecDeque;
+use std::sync::TryLockError;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -89,10 +90,23 @@ impl<T> JobQueue<T> {
         self.ring_out.len() + lock(&self.overflow).len()
     }
 
-    /// A slot in the ring was freed: move the oldest waiting items into it.
+    /// A slot in the ring was freed: move the oldest waiting items into it, once the ring is
+    /// half empty, so that a burst the threads cannot keep up with costs a lock per half ring
+    /// and not per job. The one who empties the ring always refills; short of that, a thread
+    /// that finds the list locked leaves it to the holder, who refills before unlocking.
     fn after_take(&self) {
-        if self.overflowing.load(Ordering::SeqCst) {
+        if !self.overflowing.load(Ordering::SeqCst) {
+            return;
+        }
+        let left = self.ring_out.len();
+        if left == 0 {
             self.refill(&mut lock(&self.overflow));
+        } else if left <= RING / 2 {
+            match self.overflow.try_lock() {
+                Ok(mut overflow) => self.refill(&mut overflow),
+                Err(TryLockError::Poisoned(poisoned)) => self.refill(&mut poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
         }
     }
 
