@@ -61,8 +61,8 @@ impl<J: Send + Sync + RefUnwindSafe + ?Sized> Job for J {}
 ///
 /// The state is one atomic word (phase, flags, a lock bit, and the mark of the last wait call
 /// that saw the future), so that reading it takes no lock and a future of a `u64` with a small
-/// job fits in 64 bytes: a pool keeps one per pending task, and their size is most of its
-/// memory traffic.
+/// job takes 56 bytes with the `Arc`'s counts (a 64-byte malloc chunk): a pool keeps one per
+/// pending task, and their size is most of its memory traffic.
 pub(crate) struct Core<T, J: ?Sized> {
     state: AtomicU64,
     /// Under loom only, the lock bit is taken under a blocking mutex: in loom's models two
@@ -115,18 +115,15 @@ fn is_done(word: u64) -> bool {
 
 impl<T, J> Core<T, J> {
     fn new(job: J) -> Self {
-        Self::with_state(PENDING, None, job)
+        Self::with_state(PENDING, Locked::Waiting(None), job)
     }
 
-    fn with_state(state: u64, outcome: Option<Result<T, Box<Error>>>, job: J) -> Self {
+    fn with_state(state: u64, locked: Locked<T>, job: J) -> Self {
         Self {
             state: AtomicU64::new(state),
             #[cfg(loom)]
             serial: crate::sync::Mutex::new(()),
-            locked: UnsafeCell::new(Locked {
-                outcome,
-                watchers: None,
-            }),
+            locked: UnsafeCell::new(locked),
             job,
         }
     }
@@ -196,14 +193,19 @@ impl<T, J: ?Sized> Core<T, J> {
     }
 }
 
-/// What the lock bit guards.
-struct Locked<T> {
-    /// Set once, when the future finishes; `None` after `into_result` moved the value out.
-    /// The error is boxed: it is large and rare, and the value's slot should not pay for it.
-    outcome: Option<Result<T, Box<Error>>>,
-    /// Who waits while the future is pending; allocated by the first of them, so that a future
-    /// nobody waits on stays small.
-    watchers: Option<Box<Watchers<T>>>,
+/// What the lock bit guards: who waits while the future is not done, then its outcome. One
+/// field, not two, so that a future of a `u64` keeps 16 bytes here, not 24.
+enum Locked<T> {
+    /// Pending, running or cancelled: who waits, allocated by the first of them, so that a
+    /// future nobody waits on stays small. `None` once done.
+    Waiting(Option<Box<Watchers<T>>>),
+    /// Finished with a value.
+    Value(T),
+    /// Finished with an error, boxed: it is large and rare, and the value's slot should not
+    /// pay for it.
+    Failed(Box<Error>),
+    /// Finished, and the value moved out by `into_result`.
+    Taken,
 }
 
 /// The lock bit held, with the state word as it will be written back when dropped.
@@ -241,14 +243,21 @@ impl<T> Guard<'_, T> {
         self.word = self.word & !(u64::MAX << MARK_SHIFT) | mark << MARK_SHIFT;
     }
 
+    /// Who waits; only for a future that is not done, as every caller checks first.
     fn watchers(&mut self) -> &mut Watchers<T> {
-        self.locked.watchers.get_or_insert_with(Box::default)
+        match &mut *self.locked {
+            Locked::Waiting(watchers) => watchers.get_or_insert_with(Box::default),
+            _ => unreachable!("a finished future has no watchers"),
+        }
     }
 
     /// Finishes or cancels: the new phase, and everyone to tell, to be told after unlocking.
     fn complete(&mut self, phase: u64) -> Option<Box<Watchers<T>>> {
         self.set_phase(phase);
-        self.locked.watchers.take()
+        match &mut *self.locked {
+            Locked::Waiting(watchers) => watchers.take(),
+            _ => None,
+        }
     }
 }
 
@@ -356,7 +365,7 @@ impl<T> Future<T> {
         Self {
             inner: Arc::new(Core::with_state(
                 FINISHED | FAILED,
-                Some(Err(Box::new(error))),
+                Locked::Failed(Box::new(error)),
                 (),
             )),
         }
@@ -541,8 +550,11 @@ impl<T> Future<T> {
             return Err(Error::InvalidState);
         }
         let failed = if outcome.is_err() { FAILED } else { 0 };
-        guard.locked.outcome = Some(outcome);
         let watchers = guard.complete(FINISHED | failed);
+        *guard.locked = match outcome {
+            Ok(value) => Locked::Value(value),
+            Err(error) => Locked::Failed(error),
+        };
         drop(guard);
         self.notify(watchers);
         Ok(())
@@ -674,7 +686,7 @@ impl<T> Future<T> {
     /// Removes `set`'s registration, when its waiter stops waiting.
     pub(crate) fn unsubscribe(&self, set: &Arc<WaitSet>) {
         let mut guard = self.inner.lock();
-        let Some(watchers) = &mut guard.locked.watchers else {
+        let Locked::Waiting(Some(watchers)) = &mut *guard.locked else {
             return;
         };
         if watchers
@@ -697,20 +709,19 @@ struct TimedOut;
 fn outcome<T, R>(guard: &Guard<'_, T>, value: impl FnOnce(&T) -> R) -> Result<R, Error> {
     match guard.phase() {
         CANCELLED | CANCELLED_NOTIFIED => Err(Error::Cancelled),
-        _ => match &guard.locked.outcome {
-            Some(Ok(v)) => Ok(value(v)),
-            Some(Err(e)) => Err(Error::clone(e)),
+        _ => match &*guard.locked {
+            Locked::Value(v) => Ok(value(v)),
+            Locked::Failed(e) => Err(Error::clone(e)),
             // Finished, and the value moved out by `into_result`.
-            None => Err(Error::InvalidState),
+            Locked::Taken | Locked::Waiting(_) => Err(Error::InvalidState),
         },
     }
 }
 
 /// The outcome of a done future, its value moved out.
 fn take_outcome<T>(guard: &mut Guard<'_, T>) -> Result<T, Error> {
-    if guard.phase() == FINISHED
-        && let Some(Ok(_)) = guard.locked.outcome
-        && let Some(Ok(value)) = guard.locked.outcome.take()
+    if matches!(*guard.locked, Locked::Value(_))
+        && let Locked::Value(value) = std::mem::replace(&mut *guard.locked, Locked::Taken)
     {
         return Ok(value);
     }
@@ -754,8 +765,8 @@ impl<T> fmt::Debug for Future<T> {
             _ if word & FAILED == 0 => format!("finished returned {}", short_type_name::<T>()),
             // try_lock: Debug may run from a tracing call made while this thread holds the lock.
             _ => match self.inner.try_lock() {
-                Some(guard) => match &guard.locked.outcome {
-                    Some(Err(e)) => format!("finished raised {}", e.kind_name()),
+                Some(guard) => match &*guard.locked {
+                    Locked::Failed(e) => format!("finished raised {}", e.kind_name()),
                     _ => "finished raised".to_owned(),
                 },
                 None => "finished raised (locked)".to_owned(),
