@@ -15,12 +15,20 @@ use crate::sync::lock;
 /// Tasks claimed from stopped workers per pass of the keeper.
 const CLAIM_BATCH: usize = 64;
 
+/// The shortest keeper period. Each period costs several round trips to Redis (heartbeat,
+/// pending read, claim, consumer list and removals); at a quarter of a claim time of a few
+/// milliseconds (`CONCURRENT_FUTURES_REDIS_CLAIM_IDLE_MS=1` gave 250 µs) that was close to a
+/// busy loop against the server. Claim times under 40 ms therefore get fewer than four
+/// heartbeats each, and under 10 ms a task may go unheartbeated past its claim time and be
+/// claimed from a live worker: such claim times suit tests of claiming, not deployments.
+const MIN_PERIOD: Duration = Duration::from_millis(10);
+
 /// A consumer idle this many claim periods, with nothing pending, is a stopped worker's.
 const STALE_CONSUMER_FACTOR: u32 = 10;
 
 /// Heartbeats the tasks this worker holds, and claims those of stopped workers.
 pub(super) fn keep_loop(worker: &Worker, mut link: Link) {
-    let period = worker.claim_idle / 4;
+    let period = keeper_period(worker.claim_idle);
     let idle_ms = worker.claim_idle.as_millis().to_string();
     loop {
         // A timer, not synchronisation: the heartbeat's period.
@@ -158,6 +166,12 @@ fn claim_stopped(worker: &Worker, link: &mut Link, idle_ms: &str) -> redis::Redi
     Ok(())
 }
 
+/// How often the keeper heartbeats and looks for tasks to claim: four times per claim time,
+/// but never more often than every [`MIN_PERIOD`].
+fn keeper_period(claim_idle: Duration) -> Duration {
+    (claim_idle / 4).max(MIN_PERIOD)
+}
+
 /// Entry id → (consumer, times delivered), from an extended `XPENDING` reply.
 fn pending_owners(reply: &Value) -> HashMap<String, (String, u64)> {
     let mut owners = HashMap::new();
@@ -184,4 +198,24 @@ fn pending_owners(reply: &Value) -> HashMap<String, (String, u64)> {
         }
     }
     owners
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::keeper_period;
+
+    #[test]
+    fn the_keeper_beats_four_times_per_claim_time_but_never_more_often_than_every_10_ms() {
+        let ms = Duration::from_millis;
+        assert_eq!(keeper_period(Duration::from_secs(30)), ms(7500));
+        assert_eq!(keeper_period(ms(1000)), ms(250));
+        assert_eq!(keeper_period(ms(44)), ms(11));
+        // From four floors down, the floor: no busy loop with a tiny claim time.
+        assert_eq!(keeper_period(ms(40)), ms(10));
+        assert_eq!(keeper_period(ms(20)), ms(10));
+        assert_eq!(keeper_period(ms(1)), ms(10));
+        assert_eq!(keeper_period(Duration::from_nanos(1)), ms(10));
+    }
 }
