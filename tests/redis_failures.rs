@@ -3,8 +3,8 @@
 //! with `WorkerDied`; either way the future resolves once), a poison task reaching the
 //! dead-letter stream, tasks with a wrong or missing signature rejected, Redis killed and
 //! restarted mid-run (append-only file on) with nothing lost, a stopped worker's consumer
-//! removed from the group, and a worker claiming no more of a lost worker's tasks than it has
-//! room for.
+//! removed from the group, a worker claiming no more of a lost worker's tasks than it has
+//! room for, and a result the server refuses for a while (out of memory) stored once it can.
 //!
 //! Nothing here sleeps: tasks report on a Redis list that the test waits on (`BLPOP`), and
 //! wait on another that the test pushes to.
@@ -81,6 +81,29 @@ fn held_across_restart(url: String) -> String {
         // Redis is restarting: a pause before reconnecting, not synchronisation.
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Reports `<worker pid> <connection id>` on `started`, then waits on `gate` until the test
+/// unblocks its connection (`CLIENT UNBLOCK`, which needs no memory: it works while the server
+/// refuses writes). Returns the worker's pid.
+#[task]
+fn held_until_unblocked(url: String) -> u32 {
+    let worker = std::os::unix::process::parent_id();
+    let mut conn = connect(&url);
+    let id: u64 = redis::cmd("CLIENT").arg("ID").query(&mut conn).unwrap();
+    // In one write, so that the server has blocked this connection before anyone reads
+    // `started` (the test still unblocks it until it hears that it did). Nil once unblocked.
+    let _: (Option<Vec<String>>,) = redis::pipe()
+        .cmd("RPUSH")
+        .arg("started")
+        .arg(format!("{worker} {id}"))
+        .ignore()
+        .cmd("BLPOP")
+        .arg("gate")
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    worker
 }
 
 /// Kills the Redis worker running it (its parent), every time it is delivered.
@@ -422,4 +445,98 @@ fn a_worker_claims_no_more_tasks_of_a_lost_worker_than_it_has_room_for() {
         assert_eq!(future.result(), Ok(heir));
     }
     assert_eq!(held, 1, "{pending:?}");
+}
+
+/// Sets a server setting.
+fn config_set(conn: &mut redis::Connection, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query(conn)
+        .unwrap();
+}
+
+/// Runs a held task on the worker `pid` of the server at `url`, makes the server refuse every write that needs
+/// memory (storing the task's result too) before releasing it, waits until the worker has
+/// said `refusals` times that it cannot store the result, then lets the server take writes
+/// again: the future must get the task's value.
+fn refuse_a_result(
+    url: &str,
+    conn: &mut redis::Connection,
+    executor: &RedisExecutor,
+    pid: u32,
+    said: &std::sync::mpsc::Receiver<String>,
+    refusals: usize,
+) {
+    let future = executor.submit(held_until_unblocked(url.to_owned()));
+    let (_, started): (String, String) = redis::cmd("BLPOP")
+        .arg("started")
+        .arg(0)
+        .query(conn)
+        .unwrap();
+    let (worker, client) = started.split_once(' ').unwrap();
+    assert_eq!(worker.parse::<u32>().unwrap(), pid);
+
+    config_set(conn, "maxmemory", "1");
+    // 0 if the task's connection is not blocked yet: then again.
+    while redis::cmd("CLIENT")
+        .arg("UNBLOCK")
+        .arg(client)
+        .query::<u64>(conn)
+        .unwrap()
+        == 0
+    {}
+    // A bound to report a worker that stopped trying as a failure, not synchronisation.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut failures = 0;
+    while failures < refusals {
+        let line = said
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_else(|_| panic!("{refusals} failed attempts to store the result"));
+        if line.contains("cannot store") {
+            assert!(line.contains("OOM"), "{line}");
+            failures += 1;
+        }
+    }
+    config_set(conn, "maxmemory", "0");
+
+    // Stored once Redis takes writes again; never failed as the task of a dead worker.
+    // (A bound to report a result never stored as a failure.)
+    assert_eq!(
+        future.result_timeout(std::time::Duration::from_secs(60)),
+        Ok(pid)
+    );
+    // The worker says so once the refused results are in: nothing of this round is left.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let line = said
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the worker reported the refused result stored");
+        if line.contains("stored the results Redis had refused") {
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_result_redis_refuses_for_a_while_is_stored_once_it_can_and_its_worker_never_blames_itself() {
+    let server = RedisServer::start(false);
+    let mut conn = server.connection();
+    config_set(&mut conn, "maxmemory-policy", "noeviction");
+    let mut workers = Workers(Vec::new());
+    // A short claim time: a task left without heartbeats is claimed within a fraction of a
+    // second.
+    let (pid, said) = workers.add_watched(&server.url(), 1, &[(CLAIM_IDLE, "200")]);
+    let executor = RedisExecutor::connect(&server.url()).unwrap();
+
+    // Refused once, then taken.
+    refuse_a_result(&server.url(), &mut conn, &executor, pid, &said, 1);
+    // Refused six times: the worker's retries back off from 10 ms, doubling, so more than
+    // the claim time has passed since the first refusal. Its task was heartbeated meanwhile.
+    refuse_a_result(&server.url(), &mut conn, &executor, pid, &said, 6);
+
+    assert_eq!(executor.dead_letters().unwrap(), []);
+    drop(executor);
+    assert_eq!(leftovers(&mut conn), (0, 0));
 }

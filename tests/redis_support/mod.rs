@@ -236,6 +236,33 @@ impl Workers {
         pid
     }
 
+    /// Like [`add`](Self::add), and the worker's stderr, line by line: what it says (its
+    /// `say` lines) is how a test sees it fail to reach Redis, without a clock.
+    pub(crate) fn add_watched(
+        &mut self,
+        url: &str,
+        concurrency: usize,
+        env: &[(&str, &str)],
+    ) -> (u32, std::sync::mpsc::Receiver<String>) {
+        let mut command = concurrent_futures::worker_command(url, concurrency).expect("exe");
+        command
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start a worker");
+        let stderr = child.stderr.take().expect("piped");
+        let (lines, received) = std::sync::mpsc::channel();
+        // Drains the pipe for the worker's whole life, so that it never blocks on stderr.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let pid = child.id();
+        self.0.push(child);
+        (pid, received)
+    }
+
     /// SIGKILLs the worker with this pid and reaps it.
     pub(crate) fn kill(&mut self, pid: u32) {
         let at = self

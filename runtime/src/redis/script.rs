@@ -48,6 +48,13 @@ pub(crate) fn prepare(conn: &mut redis::Connection, tasks: &str) -> redis::Redis
         .arg("MKSTREAM")
         .query(conn);
     match created {
+        // A server out of memory under `noeviction` refuses `XGROUP CREATE` even when the
+        // group exists (it almost always does): refusing the connection for it would leave a
+        // worker unable to reach Redis at all, heartbeats included, until memory frees up. A
+        // group really missing shows as `NOGROUP` later, and the next connection creates it.
+        Err(error) if error.code() == Some("OOM") => {
+            tracing::debug!(%error, "cannot make sure the consumer group exists");
+        }
         Err(error) if error.code() != Some("BUSYGROUP") => return Err(error),
         _ => {}
     }

@@ -160,6 +160,12 @@ fn claim_stopped(worker: &Worker, link: &mut Link, idle_ms: &str) -> redis::Redi
             .get(&entry.id)
             .map(|(owner, count)| (owner.clone(), count + 1))
             .unwrap_or_else(|| ("an unknown worker".to_owned(), 2));
+        if owner == worker.consumer {
+            // Pending under this worker's own name and not held: a delivery whose reply was
+            // lost, not yet recovered by the reader. This worker is not dead; never blame it.
+            worker.take_own(entry);
+            continue;
+        }
         tracing::info!(entry = %entry.id, %owner, deliveries, "claimed a task of a stopped worker");
         worker.take(entry, Some((deliveries, owner)));
     }
