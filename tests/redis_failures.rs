@@ -4,7 +4,8 @@
 //! dead-letter stream, tasks with a wrong or missing signature rejected, Redis killed and
 //! restarted mid-run (append-only file on) with nothing lost, a stopped worker's consumer
 //! removed from the group, a worker claiming no more of a lost worker's tasks than it has
-//! room for, and a result the server refuses for a while (out of memory) stored once it can.
+//! room for, a result the server refuses for a while (out of memory) stored once it can, and
+//! a heartbeat that never takes back a task another worker claimed while its reply was late.
 //!
 //! Nothing here sleeps: tasks report on a Redis list that the test waits on (`BLPOP`), and
 //! wait on another that the test pushes to.
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use concurrent_futures::{Error, Future, RedisExecutor, task};
-use redis_support::{RedisServer, Workers};
+use redis_support::{RedisServer, StallProxy, Workers};
 
 concurrent_futures::enable_test_support!();
 
@@ -539,4 +540,122 @@ fn a_result_redis_refuses_for_a_while_is_stored_once_it_can_and_its_worker_never
     assert_eq!(executor.dead_letters().unwrap(), []);
     drop(executor);
     assert_eq!(leftovers(&mut conn), (0, 0));
+}
+
+/// The next line `MONITOR` shows on `monitor`.
+fn monitored(monitor: &mut redis::Connection) -> String {
+    match monitor.recv_response() {
+        Ok(redis::Value::SimpleString(line)) => line,
+        other => panic!("unexpected MONITOR output {other:?}"),
+    }
+}
+
+#[test]
+fn a_heartbeat_never_takes_back_a_task_another_worker_claimed_meanwhile() {
+    let server = RedisServer::start(false);
+    let url = server.url();
+    let mut conn = server.connection();
+    // The worker reaches the server through a proxy that can hold back a reply; its task
+    // reaches it directly. Heartbeats every second; a claim only after four.
+    let proxy = StallProxy::start(server.port);
+    let mut workers = Workers::start(&proxy.url(), 1, 1, &[(CLAIM_IDLE, "4000")]);
+    let pid = workers.0[0].id();
+    let executor = RedisExecutor::connect(&url).unwrap();
+    let future = executor.submit(held_once(url.clone()));
+    assert_eq!(next_started(&mut conn), pid);
+    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg("cf:tasks")
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query(&mut conn)
+        .unwrap();
+    let [(entry, consumer, _, _)] = &pending[..] else {
+        panic!("one task pending: {pending:?}")
+    };
+    let (entry, consumer) = (entry.clone(), consumer.clone());
+    let (quoted_entry, quoted_consumer) = (format!("\"{entry}\""), format!("\"{consumer}\""));
+    // As `MONITOR` shows it: the heartbeat's read of what this worker owns (the keeper's
+    // claims read with `IDLE`).
+    let heartbeat_read = |line: &str| {
+        line.contains("\"XPENDING\"") && line.contains(&quoted_consumer) && !line.contains("IDLE")
+    };
+
+    // Every command the server runs, in the order it runs them. (A bound to report a worker
+    // that stopped heartbeating as a failure, not synchronisation.)
+    let mut monitor = server.connection();
+    monitor
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    monitor
+        .send_packed_command(&redis::cmd("MONITOR").get_packed_command())
+        .unwrap();
+    assert_eq!(monitor.recv_response().unwrap(), redis::Value::Okay);
+
+    // The worker's next heartbeat request (the only request of the worker that names it,
+    // reads and claims aside) runs, but its reply waits in the proxy.
+    let name = consumer.clone().into_bytes();
+    proxy.hold_reply_to(move |request| {
+        let has = |what: &[u8]| request.windows(what.len()).any(|w| w == what);
+        has(&name) && !has(b"XREADGROUP") && !has(b"XAUTOCLAIM")
+    });
+    let _: String = redis::cmd("ECHO").arg("armed").query(&mut conn).unwrap();
+    while !monitored(&mut monitor).contains("\"armed\"") {}
+    while !heartbeat_read(&monitored(&mut monitor)) {}
+    // The heartbeat has read that this worker owns the task. Another worker claims it now.
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg("cf:tasks")
+        .arg("workers")
+        .arg("thief")
+        .arg(0)
+        .arg(&entry)
+        .arg("JUSTID")
+        .query(&mut conn)
+        .unwrap();
+    while !monitored(&mut monitor).contains("\"thief\"") {}
+    proxy.release();
+
+    // Up to the next heartbeat, nothing claims the task back for this worker.
+    let mut since = Vec::new();
+    loop {
+        let line = monitored(&mut monitor);
+        if heartbeat_read(&line) {
+            break;
+        }
+        since.push(line);
+    }
+    let owners: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg("cf:tasks")
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query(&mut conn)
+        .unwrap();
+    // The task still finishes here, and its result is stored: the future resolves once.
+    // (Before the checks: a failed one must not leave the executor's drop waiting for it.)
+    let _: () = redis::cmd("RPUSH")
+        .arg("gate")
+        .arg("go")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(future.result(), Ok(pid));
+
+    let taken_back: Vec<&String> = since
+        .iter()
+        .filter(|line| {
+            line.contains("\"XCLAIM\"")
+                && line.contains(&quoted_consumer)
+                && line.contains(&quoted_entry)
+        })
+        .collect();
+    assert!(
+        taken_back.is_empty(),
+        "the heartbeat took back a task another worker had claimed: {taken_back:?}"
+    );
+    // The other worker owned it still, after this worker's next heartbeat.
+    assert_eq!(owners[0].1, "thief", "{owners:?}");
+    drop(executor);
+    workers.kill(pid);
 }

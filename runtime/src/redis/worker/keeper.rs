@@ -10,6 +10,7 @@ use redis::streams::StreamAutoClaimReply;
 use super::Worker;
 use crate::redis::conn::Link;
 use crate::redis::keys::GROUP;
+use crate::redis::script;
 use crate::sync::lock;
 
 /// Tasks claimed from stopped workers per pass of the keeper.
@@ -45,41 +46,24 @@ pub(super) fn keep_loop(worker: &Worker, mut link: Link) {
     }
 }
 
-/// Resets the idle time of the tasks this worker holds and still owns. A task another worker
-/// claimed meanwhile (this one was too slow to heartbeat) is left to it: `XCLAIM` would take
-/// it back, whoever owns it.
+/// Resets the idle time of the tasks this worker holds and still owns, in one atomic step
+/// (see [`script::heartbeat`]): a task another worker claimed meanwhile (this one was too
+/// slow to heartbeat) is left to it.
 fn heartbeat(worker: &Worker, link: &mut Link) -> redis::RedisResult<()> {
-    let held: HashSet<String> = lock(&worker.held).entries.clone();
+    let held: Vec<String> = lock(&worker.held).entries.iter().cloned().collect();
     if held.is_empty() {
         return Ok(());
     }
-    let owned: Value = link.run(None, |conn| {
-        redis::cmd("XPENDING")
-            .arg(&worker.tasks)
-            .arg(GROUP)
-            .arg("-")
-            .arg("+")
-            // Room for entries pending here that are not held (a delivery being recovered).
-            .arg(held.len() + 100)
-            .arg(&worker.consumer)
-            .query(conn)
-    })?;
-    let beat: Vec<String> = pending_owners(&owned)
-        .into_keys()
-        .filter(|entry| held.contains(entry))
-        .collect();
-    if beat.is_empty() {
-        return Ok(());
-    }
+    let hash = script::heartbeat().get_hash();
     link.run(None, |conn| {
-        redis::cmd("XCLAIM")
+        redis::cmd("EVALSHA")
+            .arg(hash)
+            .arg(1)
             .arg(&worker.tasks)
             .arg(GROUP)
             .arg(&worker.consumer)
-            .arg(0)
-            .arg(&beat)
-            .arg("JUSTID")
-            .query::<Value>(conn)
+            .arg(&held)
+            .query::<i64>(conn)
     })
     .map(drop)
 }

@@ -9,8 +9,8 @@
 //! - the finisher stores each result, announces it and acknowledges the task in one atomic
 //!   script, a batch per round trip: a task is acknowledged only once its result is stored,
 //!   and a result Redis refuses is kept, its task held and heartbeated, and sent again;
-//! - the keeper heartbeats the tasks this worker holds (`XCLAIM ... JUSTID` resets their idle
-//!   time) and claims the tasks of workers that stopped (`XAUTOCLAIM`), which it re-runs,
+//! - the keeper heartbeats the tasks this worker holds (one script checks that each is still
+//!   its own and resets its idle time with `XCLAIM ... JUSTID`) and claims the tasks of workers that stopped (`XAUTOCLAIM`), which it re-runs,
 //!   fails with `WorkerDied`, or moves to the dead-letter stream.
 //!
 //! The worker holds at most its concurrency plus its prefetch in tasks (by default twice its
