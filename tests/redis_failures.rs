@@ -448,6 +448,26 @@ fn a_worker_claims_no_more_tasks_of_a_lost_worker_than_it_has_room_for() {
     assert_eq!(held, 1, "{pending:?}");
 }
 
+/// An executor that leaves without waiting for its results if the test fails, so that the
+/// failure is reported instead of hanging in the drop on a result that will never come.
+struct LeaveOnPanic(RedisExecutor);
+
+impl std::ops::Deref for LeaveOnPanic {
+    type Target = RedisExecutor;
+
+    fn deref(&self) -> &RedisExecutor {
+        &self.0
+    }
+}
+
+impl Drop for LeaveOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.shutdown(false, false);
+        }
+    }
+}
+
 /// Sets a server setting.
 fn config_set(conn: &mut redis::Connection, name: &str, value: &str) {
     let _: () = redis::cmd("CONFIG")
@@ -529,7 +549,7 @@ fn a_result_redis_refuses_for_a_while_is_stored_once_it_can_and_its_worker_never
     // A short claim time: a task left without heartbeats is claimed within a fraction of a
     // second.
     let (pid, said) = workers.add_watched(&server.url(), 1, &[(CLAIM_IDLE, "200")]);
-    let executor = RedisExecutor::connect(&server.url()).unwrap();
+    let executor = LeaveOnPanic(RedisExecutor::connect(&server.url()).unwrap());
 
     // Refused once, then taken.
     refuse_a_result(&server.url(), &mut conn, &executor, pid, &said, 1);
@@ -542,8 +562,14 @@ fn a_result_redis_refuses_for_a_while_is_stored_once_it_can_and_its_worker_never
     assert_eq!(leftovers(&mut conn), (0, 0));
 }
 
-/// The next line `MONITOR` shows on `monitor`.
-fn monitored(monitor: &mut redis::Connection) -> String {
+/// The next line `MONITOR` shows on `monitor`; a panic past `deadline` (a bound to report a
+/// worker that stopped heartbeating as a failure: other clients' commands keep `MONITOR`
+/// talking).
+fn monitored(monitor: &mut redis::Connection, deadline: std::time::Instant) -> String {
+    assert!(
+        std::time::Instant::now() < deadline,
+        "the awaited command did not run in time"
+    );
     match monitor.recv_response() {
         Ok(redis::Value::SimpleString(line)) => line,
         other => panic!("unexpected MONITOR output {other:?}"),
@@ -560,7 +586,7 @@ fn a_heartbeat_never_takes_back_a_task_another_worker_claimed_meanwhile() {
     let proxy = StallProxy::start(server.port);
     let mut workers = Workers::start(&proxy.url(), 1, 1, &[(CLAIM_IDLE, "4000")]);
     let pid = workers.0[0].id();
-    let executor = RedisExecutor::connect(&url).unwrap();
+    let executor = LeaveOnPanic(RedisExecutor::connect(&url).unwrap());
     let future = executor.submit(held_once(url.clone()));
     assert_eq!(next_started(&mut conn), pid);
     let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
@@ -582,8 +608,8 @@ fn a_heartbeat_never_takes_back_a_task_another_worker_claimed_meanwhile() {
         line.contains("\"XPENDING\"") && line.contains(&quoted_consumer) && !line.contains("IDLE")
     };
 
-    // Every command the server runs, in the order it runs them. (A bound to report a worker
-    // that stopped heartbeating as a failure, not synchronisation.)
+    // Every command the server runs, in the order it runs them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let mut monitor = server.connection();
     monitor
         .set_read_timeout(Some(std::time::Duration::from_secs(60)))
@@ -601,8 +627,8 @@ fn a_heartbeat_never_takes_back_a_task_another_worker_claimed_meanwhile() {
         has(&name) && !has(b"XREADGROUP") && !has(b"XAUTOCLAIM")
     });
     let _: String = redis::cmd("ECHO").arg("armed").query(&mut conn).unwrap();
-    while !monitored(&mut monitor).contains("\"armed\"") {}
-    while !heartbeat_read(&monitored(&mut monitor)) {}
+    while !monitored(&mut monitor, deadline).contains("\"armed\"") {}
+    while !heartbeat_read(&monitored(&mut monitor, deadline)) {}
     // The heartbeat has read that this worker owns the task. Another worker claims it now.
     let _: redis::Value = redis::cmd("XCLAIM")
         .arg("cf:tasks")
@@ -613,13 +639,13 @@ fn a_heartbeat_never_takes_back_a_task_another_worker_claimed_meanwhile() {
         .arg("JUSTID")
         .query(&mut conn)
         .unwrap();
-    while !monitored(&mut monitor).contains("\"thief\"") {}
+    while !monitored(&mut monitor, deadline).contains("\"thief\"") {}
     proxy.release();
 
     // Up to the next heartbeat, nothing claims the task back for this worker.
     let mut since = Vec::new();
     loop {
-        let line = monitored(&mut monitor);
+        let line = monitored(&mut monitor, deadline);
         if heartbeat_read(&line) {
             break;
         }
@@ -634,7 +660,6 @@ fn a_heartbeat_never_takes_back_a_task_another_worker_claimed_meanwhile() {
         .query(&mut conn)
         .unwrap();
     // The task still finishes here, and its result is stored: the future resolves once.
-    // (Before the checks: a failed one must not leave the executor's drop waiting for it.)
     let _: () = redis::cmd("RPUSH")
         .arg("gate")
         .arg("go")
