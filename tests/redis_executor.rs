@@ -1,7 +1,8 @@
 //! `RedisExecutor` against a real `redis-server` that each test starts on a loopback port,
 //! with workers that are this test binary started again: results through every way of
 //! waiting, panics and timeouts as in the process pool, a restarted submitter finding its
-//! results by task id, and many tasks over four workers, each future resolved once.
+//! results by task id, many tasks over four workers, each future resolved once, and the
+//! result thread ending once the executor and every future it could complete are gone.
 //!
 //! Tasks that must wait are held on a Redis list (`BLPOP`) that the test pushes to: no sleeps.
 
@@ -309,5 +310,73 @@ fn a_timeout_under_a_millisecond_still_times_the_task_out() {
             outcome.as_ref().is_err_and(Error::is_task_timeout),
             "{outcome:?}"
         );
+    }
+}
+
+#[test]
+fn the_result_thread_ends_once_the_executor_and_every_future_it_could_resolve_are_gone() {
+    let server = RedisServer::start(false);
+    let url = server.url();
+    let mut conn = server.connection();
+    // The result thread's last act is deleting its reply stream: the test waits for that
+    // keyspace event, not on a clock.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("notify-keyspace-events")
+        .arg("Eg")
+        .query(&mut conn)
+        .unwrap();
+    let mut events = server.connection();
+    // A bound to report a thread that never ends as a failure, not synchronisation.
+    events
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut pubsub = events.as_pubsub();
+    pubsub.subscribe("__keyevent@0__:del").unwrap();
+    let _workers = Workers::start(&url, 1, 1, &[]);
+    let executor = RedisExecutor::connect(&url).unwrap();
+    // One result announced: the reply stream exists, for the thread to delete.
+    assert_eq!(executor.submit(square_number(4)).result(), Ok(16));
+
+    let kept = executor.submit(held(url.clone(), "kept".to_owned()));
+    let started: (String, String) = redis::cmd("BLPOP")
+        .arg("started")
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(started.1, "kept");
+    // A task whose future is dropped at once (it runs after `kept`, and is held there), and
+    // a reattach to a task nobody submitted: results that never come.
+    drop(executor.submit(held(url.clone(), "dropped".to_owned())));
+    let never = executor.reattach::<SquareNumber>("never-submitted");
+    executor.shutdown(false, false);
+    drop(executor);
+
+    // With the executor gone, a future still held resolves: the thread goes on for it.
+    let _: () = redis::cmd("RPUSH")
+        .arg("gate")
+        .arg("go")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(kept.result(), Ok("done kept".to_owned()));
+    let started: (String, String) = redis::cmd("BLPOP")
+        .arg("started")
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(started.1, "dropped");
+    assert!(!never.done());
+    // Nothing left that a result could reach: the thread ends.
+    drop(never);
+    // (Lists emptied by BLPOP are deleted too: skip those.)
+    loop {
+        let deleted = pubsub
+            .get_message()
+            .expect("the result thread ended within 60 s of its last future's drop");
+        let key = deleted.get_payload::<String>().unwrap();
+        if key.starts_with("cf:reply:") {
+            break;
+        }
+        assert!(["started", "gate"].contains(&key.as_str()), "{key}");
     }
 }

@@ -3,8 +3,9 @@
 //! with `WorkerDied`; either way the future resolves once), a poison task reaching the
 //! dead-letter stream, tasks with a wrong or missing signature rejected, Redis killed and
 //! restarted mid-run (append-only file on) with nothing lost, a stopped worker's consumer
-//! removed from the group, and a worker claiming no more of a lost worker's tasks than it has
-//! room for.
+//! removed from the group, a worker claiming no more of a lost worker's tasks than it has
+//! room for, a result the server refuses for a while (out of memory) stored once it can, and
+//! a heartbeat that never takes back a task another worker claimed while its reply was late.
 //!
 //! Nothing here sleeps: tasks report on a Redis list that the test waits on (`BLPOP`), and
 //! wait on another that the test pushes to.
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use concurrent_futures::{Error, Future, RedisExecutor, task};
-use redis_support::{RedisServer, Workers};
+use redis_support::{RedisServer, StallProxy, Workers};
 
 concurrent_futures::enable_test_support!();
 
@@ -81,6 +82,29 @@ fn held_across_restart(url: String) -> String {
         // Redis is restarting: a pause before reconnecting, not synchronisation.
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+}
+
+/// Reports `<worker pid> <connection id>` on `started`, then waits on `gate` until the test
+/// unblocks its connection (`CLIENT UNBLOCK`, which needs no memory: it works while the server
+/// refuses writes). Returns the worker's pid.
+#[task]
+fn held_until_unblocked(url: String) -> u32 {
+    let worker = std::os::unix::process::parent_id();
+    let mut conn = connect(&url);
+    let id: u64 = redis::cmd("CLIENT").arg("ID").query(&mut conn).unwrap();
+    // In one write, so that the server has blocked this connection before anyone reads
+    // `started` (the test still unblocks it until it hears that it did). Nil once unblocked.
+    let _: (Option<Vec<String>>,) = redis::pipe()
+        .cmd("RPUSH")
+        .arg("started")
+        .arg(format!("{worker} {id}"))
+        .ignore()
+        .cmd("BLPOP")
+        .arg("gate")
+        .arg(0)
+        .query(&mut conn)
+        .unwrap();
+    worker
 }
 
 /// Kills the Redis worker running it (its parent), every time it is delivered.
@@ -422,4 +446,241 @@ fn a_worker_claims_no_more_tasks_of_a_lost_worker_than_it_has_room_for() {
         assert_eq!(future.result(), Ok(heir));
     }
     assert_eq!(held, 1, "{pending:?}");
+}
+
+/// An executor that leaves without waiting for its results if the test fails, so that the
+/// failure is reported instead of hanging in the drop on a result that will never come.
+struct LeaveOnPanic(RedisExecutor);
+
+impl std::ops::Deref for LeaveOnPanic {
+    type Target = RedisExecutor;
+
+    fn deref(&self) -> &RedisExecutor {
+        &self.0
+    }
+}
+
+impl Drop for LeaveOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.shutdown(false, false);
+        }
+    }
+}
+
+/// Sets a server setting.
+fn config_set(conn: &mut redis::Connection, name: &str, value: &str) {
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query(conn)
+        .unwrap();
+}
+
+/// Runs a held task on the worker `pid` of the server at `url`, makes the server refuse every write that needs
+/// memory (storing the task's result too) before releasing it, waits until the worker has
+/// said `refusals` times that it cannot store the result, then lets the server take writes
+/// again: the future must get the task's value.
+fn refuse_a_result(
+    url: &str,
+    conn: &mut redis::Connection,
+    executor: &RedisExecutor,
+    pid: u32,
+    said: &std::sync::mpsc::Receiver<String>,
+    refusals: usize,
+) {
+    let future = executor.submit(held_until_unblocked(url.to_owned()));
+    let (_, started): (String, String) = redis::cmd("BLPOP")
+        .arg("started")
+        .arg(0)
+        .query(conn)
+        .unwrap();
+    let (worker, client) = started.split_once(' ').unwrap();
+    assert_eq!(worker.parse::<u32>().unwrap(), pid);
+
+    config_set(conn, "maxmemory", "1");
+    // 0 if the task's connection is not blocked yet: then again.
+    while redis::cmd("CLIENT")
+        .arg("UNBLOCK")
+        .arg(client)
+        .query::<u64>(conn)
+        .unwrap()
+        == 0
+    {}
+    // A bound to report a worker that stopped trying as a failure, not synchronisation.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut failures = 0;
+    while failures < refusals {
+        let line = said
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .unwrap_or_else(|_| panic!("{refusals} failed attempts to store the result"));
+        if line.contains("cannot store") {
+            assert!(line.contains("OOM"), "{line}");
+            failures += 1;
+        }
+    }
+    config_set(conn, "maxmemory", "0");
+
+    // Stored once Redis takes writes again; never failed as the task of a dead worker.
+    // (A bound to report a result never stored as a failure.)
+    assert_eq!(
+        future.result_timeout(std::time::Duration::from_secs(60)),
+        Ok(pid)
+    );
+    // The worker says so once the refused results are in: nothing of this round is left.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let line = said
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the worker reported the refused result stored");
+        if line.contains("stored the results Redis had refused") {
+            break;
+        }
+    }
+}
+
+#[test]
+fn a_result_redis_refuses_for_a_while_is_stored_once_it_can_and_its_worker_never_blames_itself() {
+    let server = RedisServer::start(false);
+    let mut conn = server.connection();
+    config_set(&mut conn, "maxmemory-policy", "noeviction");
+    let mut workers = Workers(Vec::new());
+    // A short claim time: a task left without heartbeats is claimed within a fraction of a
+    // second.
+    let (pid, said) = workers.add_watched(&server.url(), 1, &[(CLAIM_IDLE, "200")]);
+    let executor = LeaveOnPanic(RedisExecutor::connect(&server.url()).unwrap());
+
+    // Refused once, then taken.
+    refuse_a_result(&server.url(), &mut conn, &executor, pid, &said, 1);
+    // Refused six times: the worker's retries back off from 10 ms, doubling, so more than
+    // the claim time has passed since the first refusal. Its task was heartbeated meanwhile.
+    refuse_a_result(&server.url(), &mut conn, &executor, pid, &said, 6);
+
+    assert_eq!(executor.dead_letters().unwrap(), []);
+    drop(executor);
+    assert_eq!(leftovers(&mut conn), (0, 0));
+}
+
+/// The next line `MONITOR` shows on `monitor`; a panic past `deadline` (a bound to report a
+/// worker that stopped heartbeating as a failure: other clients' commands keep `MONITOR`
+/// talking).
+fn monitored(monitor: &mut redis::Connection, deadline: std::time::Instant) -> String {
+    assert!(
+        std::time::Instant::now() < deadline,
+        "the awaited command did not run in time"
+    );
+    match monitor.recv_response() {
+        Ok(redis::Value::SimpleString(line)) => line,
+        other => panic!("unexpected MONITOR output {other:?}"),
+    }
+}
+
+#[test]
+fn a_heartbeat_never_takes_back_a_task_another_worker_claimed_meanwhile() {
+    let server = RedisServer::start(false);
+    let url = server.url();
+    let mut conn = server.connection();
+    // The worker reaches the server through a proxy that can hold back a reply; its task
+    // reaches it directly. Heartbeats every second; a claim only after four.
+    let proxy = StallProxy::start(server.port);
+    let mut workers = Workers::start(&proxy.url(), 1, 1, &[(CLAIM_IDLE, "4000")]);
+    let pid = workers.0[0].id();
+    let executor = LeaveOnPanic(RedisExecutor::connect(&url).unwrap());
+    let future = executor.submit(held_once(url.clone()));
+    assert_eq!(next_started(&mut conn), pid);
+    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg("cf:tasks")
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query(&mut conn)
+        .unwrap();
+    let [(entry, consumer, _, _)] = &pending[..] else {
+        panic!("one task pending: {pending:?}")
+    };
+    let (entry, consumer) = (entry.clone(), consumer.clone());
+    let (quoted_entry, quoted_consumer) = (format!("\"{entry}\""), format!("\"{consumer}\""));
+    // As `MONITOR` shows it: the heartbeat's read of what this worker owns (the keeper's
+    // claims read with `IDLE`).
+    let heartbeat_read = |line: &str| {
+        line.contains("\"XPENDING\"") && line.contains(&quoted_consumer) && !line.contains("IDLE")
+    };
+
+    // Every command the server runs, in the order it runs them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut monitor = server.connection();
+    monitor
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    monitor
+        .send_packed_command(&redis::cmd("MONITOR").get_packed_command())
+        .unwrap();
+    assert_eq!(monitor.recv_response().unwrap(), redis::Value::Okay);
+
+    // The worker's next heartbeat request (the only request of the worker that names it,
+    // reads and claims aside) runs, but its reply waits in the proxy.
+    let name = consumer.clone().into_bytes();
+    proxy.hold_reply_to(move |request| {
+        let has = |what: &[u8]| request.windows(what.len()).any(|w| w == what);
+        has(&name) && !has(b"XREADGROUP") && !has(b"XAUTOCLAIM")
+    });
+    let _: String = redis::cmd("ECHO").arg("armed").query(&mut conn).unwrap();
+    while !monitored(&mut monitor, deadline).contains("\"armed\"") {}
+    while !heartbeat_read(&monitored(&mut monitor, deadline)) {}
+    // The heartbeat has read that this worker owns the task. Another worker claims it now.
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg("cf:tasks")
+        .arg("workers")
+        .arg("thief")
+        .arg(0)
+        .arg(&entry)
+        .arg("JUSTID")
+        .query(&mut conn)
+        .unwrap();
+    while !monitored(&mut monitor, deadline).contains("\"thief\"") {}
+    proxy.release();
+
+    // Up to the next heartbeat, nothing claims the task back for this worker.
+    let mut since = Vec::new();
+    loop {
+        let line = monitored(&mut monitor, deadline);
+        if heartbeat_read(&line) {
+            break;
+        }
+        since.push(line);
+    }
+    let owners: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
+        .arg("cf:tasks")
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(10)
+        .query(&mut conn)
+        .unwrap();
+    // The task still finishes here, and its result is stored: the future resolves once.
+    let _: () = redis::cmd("RPUSH")
+        .arg("gate")
+        .arg("go")
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(future.result(), Ok(pid));
+
+    let taken_back: Vec<&String> = since
+        .iter()
+        .filter(|line| {
+            line.contains("\"XCLAIM\"")
+                && line.contains(&quoted_consumer)
+                && line.contains(&quoted_entry)
+        })
+        .collect();
+    assert!(
+        taken_back.is_empty(),
+        "the heartbeat took back a task another worker had claimed: {taken_back:?}"
+    );
+    // The other worker owned it still, after this worker's next heartbeat.
+    assert_eq!(owners[0].1, "thief", "{owners:?}");
+    drop(executor);
+    workers.kill(pid);
 }

@@ -648,6 +648,22 @@ impl<T> Future<T> {
         Arc::strong_count(&self.inner) == 1
     }
 
+    /// True if nothing can see this future complete any more: no other handle to it exists
+    /// (executors' included), and no done callback, waker or waiter waits on it. An executor
+    /// holding the last handle may stop working for it. No new handle can appear meanwhile:
+    /// one is made only by cloning an existing one.
+    #[cfg(feature = "redis")]
+    pub(crate) fn is_abandoned(&self) -> bool {
+        if !self.is_only_handle() {
+            return false;
+        }
+        let slot = lock(&self.inner.slot);
+        slot.waiter.is_none()
+            && slot.rare.as_ref().is_none_or(|rare| {
+                rare.callbacks.is_empty() && rare.wakers.is_empty() && rare.waiters.is_empty()
+            })
+    }
+
     /// True if finished with an error (not cancelled): what `FirstException` looks for.
     pub(crate) fn has_error(&self) -> bool {
         self.inner.load() & (PHASE | FAILED) == FINISHED | FAILED

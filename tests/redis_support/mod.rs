@@ -7,11 +7,12 @@
 // Each test binary uses a part of it.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 pub(crate) struct RedisServer {
     pub(crate) port: u16,
@@ -236,6 +237,33 @@ impl Workers {
         pid
     }
 
+    /// Like [`add`](Self::add), and the worker's stderr, line by line: what it says (its
+    /// `say` lines) is how a test sees it fail to reach Redis, without a clock.
+    pub(crate) fn add_watched(
+        &mut self,
+        url: &str,
+        concurrency: usize,
+        env: &[(&str, &str)],
+    ) -> (u32, std::sync::mpsc::Receiver<String>) {
+        let mut command = concurrent_futures::worker_command(url, concurrency).expect("exe");
+        command
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = command.spawn().expect("start a worker");
+        let stderr = child.stderr.take().expect("piped");
+        let (lines, received) = std::sync::mpsc::channel();
+        // Drains the pipe for the worker's whole life, so that it never blocks on stderr.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let pid = child.id();
+        self.0.push(child);
+        (pid, received)
+    }
+
     /// SIGKILLs the worker with this pid and reaps it.
     pub(crate) fn kill(&mut self, pid: u32) {
         let at = self
@@ -256,4 +284,131 @@ impl Drop for Workers {
             let _ = child.wait();
         }
     }
+}
+
+/// A TCP proxy in front of a server that can hold back the reply to one request: armed with
+/// a test of the bytes a client sends, it lets the first request that passes it reach the
+/// server and run, and keeps the server's reply to it until released, as a congested network
+/// would. The client acts on that reply only then, on what it said before anything that ran
+/// meanwhile.
+pub(crate) struct StallProxy {
+    pub(crate) port: u16,
+    shared: Arc<Trap>,
+}
+
+type Matcher = Box<dyn Fn(&[u8]) -> bool + Send>;
+
+#[derive(Default)]
+struct Trap {
+    state: Mutex<TrapState>,
+    released: Condvar,
+}
+
+#[derive(Default)]
+struct TrapState {
+    armed: Option<Matcher>,
+    /// The connection whose replies wait, if any.
+    holding: Option<u64>,
+    closed: bool,
+}
+
+impl StallProxy {
+    /// A proxy on a free loopback port, forwarding to the server on `upstream`.
+    pub(crate) fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = listener.local_addr().expect("bound").port();
+        let shared = Arc::new(Trap::default());
+        let trap = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for (id, client) in (0_u64..).zip(listener.incoming()) {
+                if trap.state.lock().unwrap().closed {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                forward(id, client, server, Arc::clone(&trap));
+            }
+        });
+        StallProxy { port, shared }
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Holds back the reply to the next request (one read from a client's socket) for
+    /// which `matches` is true, until [`release`](Self::release).
+    pub(crate) fn hold_reply_to(&self, matches: impl Fn(&[u8]) -> bool + Send + 'static) {
+        self.shared.state.lock().unwrap().armed = Some(Box::new(matches));
+    }
+
+    /// Lets the held reply, and everything after it, through.
+    pub(crate) fn release(&self) {
+        let mut state = self.shared.state.lock().unwrap();
+        state.armed = None;
+        state.holding = None;
+        self.shared.released.notify_all();
+    }
+}
+
+impl Drop for StallProxy {
+    fn drop(&mut self) {
+        self.release();
+        self.shared.state.lock().unwrap().closed = true;
+        // Wakes the accepting thread, which then sees `closed`.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Copies client to server, arming the hold on a matching request before it is forwarded
+/// (so its reply cannot slip through), and server to client unless this connection's
+/// replies are held.
+fn forward(id: u64, client: TcpStream, server: TcpStream, trap: Arc<Trap>) {
+    let _ = (client.set_nodelay(true), server.set_nodelay(true));
+    let (mut from_client, mut to_server) = (
+        client.try_clone().expect("clone"),
+        server.try_clone().expect("clone"),
+    );
+    let requests = Arc::clone(&trap);
+    std::thread::spawn(move || {
+        let mut buffer = vec![0_u8; 64 * 1024];
+        loop {
+            let n = match from_client.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            {
+                let mut state = requests.state.lock().unwrap();
+                if state.armed.as_ref().is_some_and(|m| m(&buffer[..n])) {
+                    state.armed = None;
+                    state.holding = Some(id);
+                }
+            }
+            if to_server.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to_server.shutdown(Shutdown::Both);
+    });
+    let (mut from_server, mut to_client) = (server, client);
+    std::thread::spawn(move || {
+        let mut buffer = vec![0_u8; 64 * 1024];
+        loop {
+            let n = match from_server.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let mut state = trap.state.lock().unwrap();
+            while state.holding == Some(id) {
+                state = trap.released.wait(state).unwrap();
+            }
+            drop(state);
+            if to_client.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to_client.shutdown(Shutdown::Both);
+    });
 }

@@ -110,7 +110,7 @@ impl Link {
 }
 
 /// Errors that a new connection, later, may not have.
-fn is_transient(error: &RedisError) -> bool {
+pub(crate) fn is_transient(error: &RedisError) -> bool {
     error.is_io_error()
         || error.is_connection_dropped()
         || error.is_connection_refusal()

@@ -1,7 +1,11 @@
-//! The one server-side step that finishes a task, atomic so that no crash can split it: the
-//! result is stored (first writer wins), announced to the submitter, and only then is the
-//! task acknowledged and removed from the stream. With a reason, the task goes to the
-//! dead-letter stream in the same step.
+//! The server-side steps that must not be split:
+//!
+//! - finishing a task, atomic so that no crash can split it: the result is stored (first
+//!   writer wins), announced to the submitter, and only then is the task acknowledged and
+//!   removed from the stream. With a reason, the task goes to the dead-letter stream in the
+//!   same step;
+//! - a heartbeat: which of its tasks a worker still owns, and resetting their idle time,
+//!   in one step, so that no other worker's claim can come in between.
 
 use std::sync::OnceLock;
 
@@ -35,10 +39,34 @@ pub(crate) fn finish() -> &'static Script {
     SCRIPT.get_or_init(|| Script::new(FINISH))
 }
 
+/// KEYS: task stream. ARGV: group, consumer, then the entry ids the worker holds.
+///
+/// Resets the idle time of each entry still pending under `consumer` (`XCLAIM ... JUSTID`,
+/// which does not count a delivery); an entry another worker claimed is left to it. Checked
+/// and claimed in one step: checked in one round trip and claimed in the next, a claim by
+/// another worker in between was taken back, and the task ran in two places. Returns how
+/// many entries were refreshed.
+const HEARTBEAT: &str = r"
+local beaten = 0
+for i = 3, #ARGV do
+  local mine = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if #mine == 1 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    beaten = beaten + 1
+  end
+end
+return beaten
+";
+
+pub(crate) fn heartbeat() -> &'static Script {
+    static SCRIPT: OnceLock<Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| Script::new(HEARTBEAT))
+}
+
 /// Prepares a new connection: the task stream's consumer group exists (created to deliver
 /// from the start of the stream, so tasks added before any worker came are not skipped), and
-/// the finish script is loaded (a restarted server has forgotten it), so pipelines can send
-/// it by hash.
+/// the scripts are loaded (a restarted server has forgotten them), so that they can be sent
+/// by hash.
 pub(crate) fn prepare(conn: &mut redis::Connection, tasks: &str) -> redis::RedisResult<()> {
     let created: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
@@ -48,8 +76,16 @@ pub(crate) fn prepare(conn: &mut redis::Connection, tasks: &str) -> redis::Redis
         .arg("MKSTREAM")
         .query(conn);
     match created {
+        // A server out of memory under `noeviction` refuses `XGROUP CREATE` even when the
+        // group exists (it almost always does): refusing the connection for it would leave a
+        // worker unable to reach Redis at all, heartbeats included, until memory frees up. A
+        // group really missing shows as `NOGROUP` later, and the next connection creates it.
+        Err(error) if error.code() == Some("OOM") => {
+            tracing::debug!(%error, "cannot make sure the consumer group exists");
+        }
         Err(error) if error.code() != Some("BUSYGROUP") => return Err(error),
         _ => {}
     }
-    finish().load(conn).map(drop)
+    finish().load(conn)?;
+    heartbeat().load(conn).map(drop)
 }

@@ -54,7 +54,9 @@ const RESULT_POLL: Duration = Duration::from_millis(200);
 /// returns false after `submit`. Dropping the executor waits for every result, as the local
 /// pools do; with no worker attached that is forever, so call `shutdown(false, false)` to
 /// leave without waiting, before or at the drop (the results stay in Redis for
-/// [`reattach`](Self::reattach)).
+/// [`reattach`](Self::reattach)). After that drop, the executor's result thread completes the
+/// futures still held (by a handle or a done callback) as their results come, and ends once
+/// none is.
 ///
 /// Workers must run a build with the same task signatures as the submitter: a task whose
 /// name a worker does not know fails with [`Error::Serialization`], and arguments of a
@@ -215,6 +217,7 @@ impl RedisBuilder {
             all_done: Condvar::new(),
             next: AtomicU64::new(0),
             shut_down: AtomicBool::new(false),
+            dropped: AtomicBool::new(false),
         });
         let send_link = Link::new(client.clone(), Duration::from_secs(30))
             .on_connect(super::prepare_hook(&shared.keys));
@@ -262,6 +265,9 @@ struct Shared {
     all_done: Condvar,
     next: AtomicU64,
     shut_down: AtomicBool,
+    /// The executor handle is gone: the result thread then works only for the futures that
+    /// someone can still see complete, and ends once there are none.
+    dropped: AtomicBool,
 }
 
 #[derive(Default)]
@@ -274,11 +280,26 @@ struct Pending {
     reattached: Vec<String>,
 }
 
+impl Pending {
+    /// Forgets the futures nobody can see complete any more (their handles dropped, no done
+    /// callback), with the reattached ids no future waits on.
+    fn forget_abandoned(&mut self) {
+        self.futures.retain(|_, waiting| {
+            waiting.retain(|future| !future.abandoned());
+            !waiting.is_empty()
+        });
+        let futures = &self.futures;
+        self.reattached.retain(|id| futures.contains_key(id));
+    }
+}
+
 /// A future waiting for its result, with its output type erased.
 trait Resolve: Send {
     /// Completes the future from the stored result.
     fn resolve(&self, key: Option<&Key>, id: &str, stored: &[u8]);
     fn fail(&self, error: Error);
+    /// True if nothing can see the future complete any more (see [`Future::is_abandoned`]).
+    fn abandoned(&self) -> bool;
 }
 
 struct Typed<T: Task>(Future<T::Output>);
@@ -302,6 +323,10 @@ impl<T: Task> Resolve for Typed<T> {
 
     fn fail(&self, error: Error) {
         let _ = self.0.set_exception(error);
+    }
+
+    fn abandoned(&self) -> bool {
+        self.0.is_abandoned()
     }
 }
 
@@ -534,6 +559,9 @@ impl Drop for RedisExecutor {
         // forever with no worker attached. The result thread ends once the last result is in.
         let left = self.shared.shut_down.load(Ordering::Acquire);
         self.shutdown(!left, false);
+        // The result thread, if it goes on (the caller left without waiting), stops once no
+        // future it could complete is still held by anyone.
+        self.shared.dropped.store(true, Ordering::Release);
     }
 }
 

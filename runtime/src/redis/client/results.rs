@@ -12,13 +12,19 @@ use crate::redis::conn::Link;
 use crate::sync::lock;
 
 /// The result thread: reads this executor's reply stream and completes futures, until the
-/// executor is shut down and nothing is pending.
+/// executor is shut down and nothing is pending. Once the executor is dropped, a future whose
+/// handles are all gone (and that has no done callback) no longer counts as pending: without
+/// that, a result that never comes (a reattach to a task never submitted, a task whose worker
+/// holds it for good) kept the thread polling Redis for the life of the program.
 pub(super) fn read_results(shared: &Shared, mut link: Link) {
     let mut last = "0-0".to_owned();
     let block_ms = RESULT_POLL.as_millis().to_string();
     loop {
         let (idle, reattached) = {
-            let pending = lock(&shared.pending);
+            let mut pending = lock(&shared.pending);
+            if shared.dropped.load(Ordering::Acquire) {
+                pending.forget_abandoned();
+            }
             (pending.futures.is_empty(), pending.reattached.clone())
         };
         if idle && shared.shut_down.load(Ordering::Acquire) {

@@ -7,9 +7,10 @@
 //!   signature before anything else, and hands the call to a local process pool, so that a
 //!   crashing task takes down one local process, not the worker;
 //! - the finisher stores each result, announces it and acknowledges the task in one atomic
-//!   script, a batch per round trip: a task is acknowledged only once its result is stored;
-//! - the keeper heartbeats the tasks this worker holds (`XCLAIM ... JUSTID` resets their idle
-//!   time) and claims the tasks of workers that stopped (`XAUTOCLAIM`), which it re-runs,
+//!   script, a batch per round trip: a task is acknowledged only once its result is stored,
+//!   and a result Redis refuses is kept, its task held and heartbeated, and sent again;
+//! - the keeper heartbeats the tasks this worker holds (one script checks that each is still
+//!   its own and resets its idle time with `XCLAIM ... JUSTID`) and claims the tasks of workers that stopped (`XAUTOCLAIM`), which it re-runs,
 //!   fails with `WorkerDied`, or moves to the dead-letter stream.
 //!
 //! The worker holds at most its concurrency plus its prefetch in tasks (by default twice its
@@ -21,13 +22,13 @@ mod keeper;
 use std::collections::{HashSet, VecDeque};
 use std::io::Write;
 use std::process;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use redis::Value;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use redis::streams::{StreamId, StreamReadReply};
+use redis::{ConnectionLike, Value};
 
-use super::conn::Link;
+use super::conn::{Link, is_transient};
 use super::envelope::{self, Key, Settings};
 use super::keys::{GROUP, Keys};
 use super::launch::WorkerConfig;
@@ -44,6 +45,13 @@ const READ_BLOCK: Duration = Duration::from_secs(2);
 
 /// Results written per round trip, at most.
 const FINISH_BATCH: usize = 256;
+
+/// The first pause before sending again results Redis refused; it doubles at each refusal
+/// in a row, up to [`MAX_RETRY_PAUSE`].
+const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(10);
+
+/// The longest pause between two attempts to store refused results.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(1);
 
 /// How many finished entries a worker remembers (see [`Held::finished`]): far more than can
 /// finish during one read of its pending entries.
@@ -265,10 +273,7 @@ fn recover_own(worker: &Worker, link: &mut Link) {
         for entry in stream.ids {
             // Checked now, not before the read: an entry acknowledged meanwhile is in
             // `finished`, one claimed meanwhile by the keeper in `entries`.
-            if !lock(&worker.held).knows(&entry.id) {
-                tracing::info!(entry = %entry.id, "recovered a delivery lost with a connection");
-                worker.take(entry, None);
-            }
+            worker.take_own(entry);
         }
     }
 }
@@ -366,6 +371,21 @@ impl Worker {
         self.run(entry, settings, call);
     }
 
+    /// Takes an entry pending under this worker's own name (a delivery whose reply was lost
+    /// with a connection) as a first delivery, unless it holds it or finished it lately.
+    /// Checked and marked held under one lock: the reader's recovery and the keeper may
+    /// find the same entry at once, and only one of them takes it.
+    fn take_own(&self, raw: StreamId) {
+        let fresh = {
+            let mut held = lock(&self.held);
+            !held.knows(&raw.id) && held.entries.insert(raw.id.clone())
+        };
+        if fresh {
+            tracing::info!(entry = %raw.id, "recovered a delivery of this worker's own");
+            self.take(raw, None);
+        }
+    }
+
     fn run(&self, entry: Entry, settings: Settings, call: Vec<u8>) {
         let future = self.pool.submit_encoded(call, settings.timeout);
         let finished = self.finished.clone();
@@ -448,53 +468,147 @@ fn read_entry(raw: &StreamId) -> Option<Entry> {
 }
 
 /// Stores, announces and acknowledges finished tasks, a batch per round trip.
+///
+/// A result Redis refuses (out of memory under `noeviction`, a replica that became read-only,
+/// a disk it cannot persist to) is kept and sent again, after a pause that doubles from
+/// [`FIRST_RETRY_PAUSE`] to [`MAX_RETRY_PAUSE`], until Redis takes it; results that come
+/// meanwhile are sent at once. Its task stays held, so the keeper goes on heartbeating it:
+/// released, it would stay pending under this worker's name with nobody heartbeating it, and
+/// this worker's own keeper would claim it as a stopped worker's task and fail it with
+/// `WorkerDied` naming this very process, losing its result.
 fn finish_loop(worker: &Worker, mut link: Link, to_finish: &Receiver<Done>) {
-    let hash = script::finish().get_hash().to_owned();
-    let reply_prefix = worker.keys.reply("");
-    while let Ok(first) = to_finish.recv() {
-        let batch: Vec<Done> = std::iter::once(first)
+    let mut refused: Vec<Done> = Vec::new();
+    let mut retry_at: Option<Instant> = None;
+    let mut pause = FIRST_RETRY_PAUSE;
+    let mut attempts = 0_u32;
+    loop {
+        let first = match retry_at {
+            None => match to_finish.recv() {
+                Ok(done) => Some(done),
+                Err(_) => return,
+            },
+            Some(at) => match to_finish.recv_deadline(at) {
+                Ok(done) => Some(done),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
+        };
+        let mut batch: Vec<Done> = first
+            .into_iter()
             .chain(to_finish.try_iter().take(FINISH_BATCH - 1))
             .collect();
-        let mut pipe = redis::pipe();
-        for done in &batch {
-            // The reply stream is named by the (possibly unsigned) entry: never write
-            // anywhere but a reply stream of this prefix.
-            let reply = if done.reply.starts_with(&reply_prefix) {
-                done.reply.clone()
-            } else {
-                worker.keys.reply("unknown")
-            };
-            let dead = done.dead.as_ref();
-            pipe.cmd("EVALSHA")
-                .arg(&hash)
-                .arg(4)
-                .arg(worker.keys.result(&done.id))
-                .arg(reply)
-                .arg(&worker.tasks)
-                .arg(worker.keys.dead())
-                .arg(&done.value)
-                .arg(done.ttl.max(1))
-                .arg(&done.id)
-                .arg(GROUP)
-                .arg(&done.entry)
-                .arg(dead.map_or("", |d| d.reason.as_str()))
-                .arg(&worker.consumer)
-                .arg(dead.map_or(0, |d| d.deliveries))
-                .arg(dead.map_or(&[][..], |d| d.body.as_slice()))
-                .arg(dead.map_or(&[][..], |d| d.sig.as_slice()))
-                .ignore();
+        if retry_at.is_some_and(|at| Instant::now() >= at) {
+            batch.append(&mut refused);
+            retry_at = None;
         }
-        if let Err(error) = link.run(None, |conn| pipe.query::<()>(conn)) {
-            // The tasks stay pending under this worker; if it dies, another claims them.
-            tracing::error!(%error, "cannot store results");
-            say(&format!("cannot store {} results: {error}", batch.len()));
+        if batch.is_empty() {
+            continue;
         }
-        let mut held = lock(&worker.held);
-        for done in &batch {
-            held.release(&done.entry);
+        let outcomes = store(worker, &mut link, &batch);
+        let mut stored = Vec::with_capacity(batch.len());
+        let mut failure = None;
+        for (done, outcome) in batch.into_iter().zip(outcomes) {
+            match outcome {
+                None => stored.push(done.entry),
+                Some(error) => {
+                    failure.get_or_insert(error);
+                    refused.push(done);
+                }
+            }
         }
-        drop(held);
-        worker.room.notify_all();
+        if !stored.is_empty() {
+            let mut held = lock(&worker.held);
+            for entry in &stored {
+                held.release(entry);
+            }
+            drop(held);
+            worker.room.notify_all();
+        }
+        if let Some(error) = failure {
+            attempts = attempts.saturating_add(1);
+            tracing::error!(%error, attempts, "cannot store results; retrying");
+            say(&format!(
+                "cannot store {} results (attempt {attempts}), retrying in {pause:?}; their \
+                 tasks stay held: {error}",
+                refused.len()
+            ));
+            retry_at = Some(Instant::now() + pause);
+            pause = (pause * 2).min(MAX_RETRY_PAUSE);
+        } else if refused.is_empty() && attempts > 0 {
+            say(&format!(
+                "stored the results Redis had refused, after {attempts} failed attempts"
+            ));
+            attempts = 0;
+            pause = FIRST_RETRY_PAUSE;
+        }
+    }
+}
+
+/// Runs the finish script for each of `batch` in one round trip. For each, `None` if its
+/// result is stored, announced and its task acknowledged; else why not.
+fn store(worker: &Worker, link: &mut Link, batch: &[Done]) -> Vec<Option<String>> {
+    let hash = script::finish().get_hash();
+    let reply_prefix = worker.keys.reply("");
+    let mut pipe = redis::pipe();
+    for done in batch {
+        // The reply stream is named by the (possibly unsigned) entry: never write
+        // anywhere but a reply stream of this prefix.
+        let reply = if done.reply.starts_with(&reply_prefix) {
+            done.reply.clone()
+        } else {
+            worker.keys.reply("unknown")
+        };
+        let dead = done.dead.as_ref();
+        pipe.cmd("EVALSHA")
+            .arg(hash)
+            .arg(4)
+            .arg(worker.keys.result(&done.id))
+            .arg(reply)
+            .arg(&worker.tasks)
+            .arg(worker.keys.dead())
+            .arg(&done.value)
+            .arg(done.ttl.max(1))
+            .arg(&done.id)
+            .arg(GROUP)
+            .arg(&done.entry)
+            .arg(dead.map_or("", |d| d.reason.as_str()))
+            .arg(&worker.consumer)
+            .arg(dead.map_or(0, |d| d.deliveries))
+            .arg(dead.map_or(&[][..], |d| d.body.as_slice()))
+            .arg(dead.map_or(&[][..], |d| d.sig.as_slice()));
+    }
+    let packed = pipe.get_packed_pipeline();
+    let replies = link.run(None, |conn| {
+        // Each script's own reply: one refused does not hide that the others ran.
+        let replies = conn.req_packed_commands(&packed, 0, batch.len())?;
+        // An error a new connection cures (the script or the group lost with a restart) fails
+        // the round trip, for the link to reconnect and send it all again: a script that ran
+        // already runs again harmlessly (first writer wins; a second announcement of a task
+        // resolves nothing more).
+        let cured_by_reconnecting = replies.iter().find_map(|reply| match reply {
+            Value::ServerError(error) => {
+                let error = redis::RedisError::from(error.clone());
+                is_transient(&error).then_some(error)
+            }
+            _ => None,
+        });
+        match cured_by_reconnecting {
+            Some(error) => Err(error),
+            None => Ok(replies),
+        }
+    });
+    match replies {
+        Ok(replies) => replies
+            .into_iter()
+            .map(|reply| match reply {
+                Value::ServerError(error) => Some(redis::RedisError::from(error).to_string()),
+                _ => None,
+            })
+            .collect(),
+        Err(error) => {
+            let error = error.to_string();
+            batch.iter().map(|_| Some(error.clone())).collect()
+        }
     }
 }
 
