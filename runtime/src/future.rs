@@ -657,10 +657,17 @@ impl<T> Future<T> {
         if !self.is_only_handle() {
             return false;
         }
-        let slot = lock(&self.inner.slot);
-        slot.waiter.is_none()
-            && slot.rare.as_ref().is_none_or(|rare| {
-                rare.callbacks.is_empty() && rare.wakers.is_empty() && rare.waiters.is_empty()
+        let guard = self.inner.lock();
+        let Locked::Waiting(Some(watchers)) = &*guard.locked else {
+            return true;
+        };
+        watchers.waiter.is_none()
+            && watchers.sleeper.is_none()
+            && watchers.rare.as_ref().is_none_or(|rare| {
+                rare.callbacks.is_empty()
+                    && rare.wakers.is_empty()
+                    && rare.waiters.is_empty()
+                    && rare.sleepers.is_empty()
             })
     }
 
