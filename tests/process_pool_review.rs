@@ -8,6 +8,7 @@ use std::sync::Arc;
 use concurrent_futures::{Error, Future, ProcessPoolExecutor, task};
 
 mod common;
+use common::second_shutdown::race_a_second_shutdown;
 use common::{Event, Gate, accept_started, hold, start_listener};
 
 concurrent_futures::enable_test_support!();
@@ -159,40 +160,13 @@ fn a_concurrent_shutdown_wait_returns_after_the_other_caller_s_cancellations() {
     let first = executor.submit(square_number(1));
     let second = executor.submit(square_number(2));
 
-    let (report_tx, report_rx) = std::sync::mpsc::channel();
-    let returned_early = Arc::new(std::sync::Mutex::new(None));
-    let other_caller = Arc::new(std::sync::Mutex::new(None));
-    {
-        let executor = Arc::clone(&executor);
-        let second = second.clone();
-        let returned_early = Arc::clone(&returned_early);
-        let other_caller = Arc::clone(&other_caller);
-        first.add_done_callback(move |_| {
-            // The held task may finish and its worker exit now.
-            started.write_all(b"g").unwrap();
-            let caller = std::thread::spawn(move || {
-                executor.shutdown(true, false);
-                report_tx.send(second.done()).unwrap();
-            });
-            let early = report_rx.recv_timeout(std::time::Duration::from_millis(500));
-            *returned_early.lock().unwrap() = Some(early.ok());
-            *other_caller.lock().unwrap() = Some((caller, report_rx));
-        });
-    }
+    // The held task may finish and its worker exit once the cancelling has begun.
+    let race = race_a_second_shutdown(&executor, &first, &second, move || {
+        started.write_all(b"g").unwrap();
+    });
     executor.shutdown(false, true);
 
-    assert_eq!(
-        *returned_early.lock().unwrap(),
-        Some(None),
-        "the other caller's shutdown(wait = true) returned while this one was cancelling"
-    );
-    let (caller, report_rx) = other_caller.lock().unwrap().take().unwrap();
-    caller.join().unwrap();
-    assert_eq!(
-        report_rx.recv(),
-        Ok(true),
-        "every queued future was done when it returned"
-    );
+    race.check();
     assert!(running.result().is_ok());
     assert_eq!(first.result(), Err(Error::Cancelled));
     assert_eq!(second.result(), Err(Error::Cancelled));

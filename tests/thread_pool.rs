@@ -17,6 +17,7 @@ use concurrent_futures::{Error, Executor, Future, State, ThreadPoolExecutor, tas
 
 mod common;
 use common::Gate;
+use common::second_shutdown::race_a_second_shutdown;
 
 #[task]
 fn square_number(x: u64) -> u64 {
@@ -46,6 +47,17 @@ fn spawn_held(
         hold.wait();
         id
     })
+}
+
+/// A pool of one thread, busy with `running` (started, held by the gate) and `queued` behind it.
+fn one_running_one_queued() -> (Arc<ThreadPoolExecutor>, Gate, Future<usize>, Future<usize>) {
+    let executor = Arc::new(ThreadPoolExecutor::new(1));
+    let gate = Gate::new();
+    let (started_tx, started_rx) = mpsc::channel();
+    let running = spawn_held(&executor, &gate, &started_tx, 0);
+    let queued = spawn_held(&executor, &gate, &started_tx, 1);
+    assert_eq!(started_rx.recv(), Ok(0));
+    (executor, gate, running, queued)
 }
 
 fn current_thread_name() -> String {
@@ -915,12 +927,7 @@ fn executor_debug_queued_counts_tasks_only() {
 /// answer, as any callback would, rather than waiting on a lock its own thread holds.
 #[test]
 fn cancel_futures_callbacks_may_use_the_pool() {
-    let executor = Arc::new(ThreadPoolExecutor::new(1));
-    let gate = Gate::new();
-    let (started_tx, started_rx) = mpsc::channel();
-    let running = spawn_held(&executor, &gate, &started_tx, 0);
-    let queued = spawn_held(&executor, &gate, &started_tx, 1);
-    assert_eq!(started_rx.recv(), Ok(0));
+    let (executor, gate, running, queued) = one_running_one_queued();
     let pool = Arc::clone(&executor);
     let (seen_tx, seen_rx) = mpsc::channel();
     queued.add_done_callback(move |_| {
@@ -957,42 +964,12 @@ fn a_concurrent_shutdown_wait_returns_after_the_other_caller_s_cancellations() {
     let first = spawn_held(&executor, &gate, &started_tx, 1);
     let second = spawn_held(&executor, &gate, &started_tx, 2);
     assert_eq!(started_rx.recv(), Ok(0));
-
-    let (report_tx, report_rx) = mpsc::channel();
-    let returned_early = Arc::new(Mutex::new(None));
-    let other_caller = Arc::new(Mutex::new(None));
-    {
-        let executor = Arc::clone(&executor);
-        let second = second.clone();
-        let open = gate.handle();
-        let returned_early = Arc::clone(&returned_early);
-        let other_caller = Arc::clone(&other_caller);
-        first.add_done_callback(move |_| {
-            // The pool thread may finish its task and exit now.
-            open.set();
-            let caller = thread::spawn(move || {
-                executor.shutdown(true, false);
-                report_tx.send(second.done()).unwrap();
-            });
-            let early = report_rx.recv_timeout(std::time::Duration::from_millis(500));
-            *returned_early.lock().unwrap() = Some(early.ok());
-            *other_caller.lock().unwrap() = Some((caller, report_rx));
-        });
-    }
+    // The pool thread may finish its task and exit once the cancelling has begun.
+    let open = gate.handle();
+    let race = race_a_second_shutdown(&executor, &first, &second, move || open.set());
     executor.shutdown(false, true);
 
-    assert_eq!(
-        *returned_early.lock().unwrap(),
-        Some(None),
-        "the other caller's shutdown(wait = true) returned while this one was cancelling"
-    );
-    let (caller, report_rx) = other_caller.lock().unwrap().take().unwrap();
-    caller.join().unwrap();
-    assert_eq!(
-        report_rx.recv(),
-        Ok(true),
-        "every queued future was done when it returned"
-    );
+    race.check();
     assert_eq!(running.result(), Ok(0));
     assert_eq!(first.result(), Err(Error::Cancelled));
     assert_eq!(second.result(), Err(Error::Cancelled));
@@ -1003,12 +980,7 @@ fn a_concurrent_shutdown_wait_returns_after_the_other_caller_s_cancellations() {
 /// once the pool's threads are gone, rather than waiting for the cancellations it is part of.
 #[test]
 fn a_cancelled_future_s_callback_may_shut_the_pool_down_and_wait() {
-    let executor = Arc::new(ThreadPoolExecutor::new(1));
-    let gate = Gate::new();
-    let (started_tx, started_rx) = mpsc::channel();
-    let running = spawn_held(&executor, &gate, &started_tx, 0);
-    let queued = spawn_held(&executor, &gate, &started_tx, 1);
-    assert_eq!(started_rx.recv(), Ok(0));
+    let (executor, gate, running, queued) = one_running_one_queued();
     let pool = Arc::clone(&executor);
     let open = gate.handle();
     let (returned_tx, returned_rx) = mpsc::channel();

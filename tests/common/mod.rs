@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod frames;
+pub(crate) mod second_shutdown;
 
 use std::future::IntoFuture;
 use std::io::{Read, Write};
