@@ -14,8 +14,11 @@ pub(crate) struct SecondShutdown {
     /// caller was still cancelling. `Some(Some(done))`: it had, and `done` was the state of the
     /// future not yet cancelled then.
     returned_early: Arc<Mutex<Option<Option<bool>>>>,
-    caller: Arc<Mutex<Option<(JoinHandle<()>, Receiver<bool>)>>>,
+    caller: Arc<Mutex<Option<SecondCaller>>>,
 }
+
+/// The second caller's thread, and what it reports when its shutdown returns.
+type SecondCaller = (JoinHandle<()>, Receiver<bool>);
 
 /// Makes `first`'s done callback (which the caller of `shutdown(cancel_futures = true)` runs
 /// while cancelling, before it cancels `later`) call `release`, start another thread calling
