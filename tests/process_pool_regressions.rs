@@ -8,7 +8,7 @@ use std::time::Duration;
 use concurrent_futures::{Error, ProcessPoolExecutor, ThreadPoolExecutor, task};
 
 mod common;
-use common::{accept_started, hold, start_listener};
+use common::one_worker_held;
 
 concurrent_futures::enable_test_support!();
 
@@ -19,16 +19,7 @@ fn square_number(x: u64) -> u64 {
 
 #[test]
 fn a_done_callback_of_a_cancelled_future_may_use_its_pool() {
-    let (listener, path) = start_listener("cancel-callback");
-    let executor = Arc::new(
-        ProcessPoolExecutor::builder()
-            .max_workers(1)
-            .pipeline_depth(1)
-            .build()
-            .unwrap(),
-    );
-    let running = executor.submit(hold(path));
-    let mut started = accept_started(&listener);
+    let (executor, running, mut started) = one_worker_held("cancel-callback");
     // Queued in the pool (depth 1: nothing is sent behind a running task).
     let queued = executor.submit(square_number(3));
     let (told, heard) = mpsc::channel();

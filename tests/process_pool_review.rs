@@ -9,7 +9,7 @@ use concurrent_futures::{Error, Future, ProcessPoolExecutor, task};
 
 mod common;
 use common::second_shutdown::race_a_second_shutdown;
-use common::{Event, Gate, accept_started, hold, start_listener};
+use common::{Event, Gate, accept_started, hold, one_worker_held, start_listener};
 
 concurrent_futures::enable_test_support!();
 
@@ -146,16 +146,7 @@ fn a_large_result_is_not_allocated_far_ahead_of_its_bytes() {
 /// second to return early (it did, before the fix, once the worker had exited).
 #[test]
 fn a_concurrent_shutdown_wait_returns_after_the_other_caller_s_cancellations() {
-    let (listener, path) = start_listener("review-concurrent-shutdown");
-    let executor = Arc::new(
-        ProcessPoolExecutor::builder()
-            .max_workers(1)
-            .pipeline_depth(1)
-            .build()
-            .unwrap(),
-    );
-    let running = executor.submit(hold(path));
-    let mut started = accept_started(&listener);
+    let (executor, running, mut started) = one_worker_held("review-concurrent-shutdown");
     // Queued behind it: a pipeline of one sends nothing more to the busy worker.
     let first = executor.submit(square_number(1));
     let second = executor.submit(square_number(2));

@@ -333,17 +333,7 @@ fn the_result_thread_ends_once_the_executor_and_every_future_it_could_resolve_ar
     let mut conn = server.connection();
     // The result thread's last act is deleting its reply stream: the test waits for that
     // keyspace event, not on a clock.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("notify-keyspace-events")
-        .arg("Eg")
-        .query(&mut conn)
-        .unwrap();
-    let mut events = server.connection();
-    // A bound to report a thread that never ends as a failure, not synchronisation.
-    events
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let mut events = server.keyspace_events("Eg", Duration::from_secs(60));
     let mut pubsub = events.as_pubsub();
     pubsub.subscribe("__keyevent@0__:del").unwrap();
     let _workers = Workers::start(&url, 1, 1, &[]);

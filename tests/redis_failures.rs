@@ -358,16 +358,7 @@ fn the_consumer_of_a_stopped_worker_is_removed() {
     let url = server.url();
     let mut conn = server.connection();
     // Removing a consumer publishes a keyspace event: the test waits on it, not on a clock.
-    let _: () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("notify-keyspace-events")
-        .arg("Et")
-        .query(&mut conn)
-        .unwrap();
-    let mut events = server.connection();
-    events
-        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
-        .unwrap();
+    let mut events = server.keyspace_events("Et", std::time::Duration::from_secs(120));
     let mut pubsub = events.as_pubsub();
     pubsub
         .subscribe("__keyevent@0__:xgroup-delconsumer")
@@ -424,14 +415,7 @@ fn a_worker_claims_no_more_tasks_of_a_lost_worker_than_it_has_room_for() {
     let heir = workers.add(&url, 1, &settings);
     assert_eq!(next_started(&mut conn), heir);
     // What the heir holds now, while its one claimed task runs.
-    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg("cf:tasks")
-        .arg("workers")
-        .arg("-")
-        .arg("+")
-        .arg(100)
-        .query(&mut conn)
-        .unwrap();
+    let pending = pending_entries(&mut conn);
     let held = pending
         .iter()
         .filter(|(_, consumer, _, _)| consumer.contains(&format!(":{heir}:")))
@@ -589,14 +573,7 @@ fn a_heartbeat_never_takes_back_a_task_another_worker_claimed_meanwhile() {
     let executor = LeaveOnPanic(RedisExecutor::connect(&url).unwrap());
     let future = executor.submit(held_once(url.clone()));
     assert_eq!(next_started(&mut conn), pid);
-    let pending: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg("cf:tasks")
-        .arg("workers")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query(&mut conn)
-        .unwrap();
+    let pending = pending_entries(&mut conn);
     let [(entry, consumer, _, _)] = &pending[..] else {
         panic!("one task pending: {pending:?}")
     };
@@ -651,14 +628,7 @@ fn a_heartbeat_never_takes_back_a_task_another_worker_claimed_meanwhile() {
         }
         since.push(line);
     }
-    let owners: Vec<(String, String, u64, u64)> = redis::cmd("XPENDING")
-        .arg("cf:tasks")
-        .arg("workers")
-        .arg("-")
-        .arg("+")
-        .arg(10)
-        .query(&mut conn)
-        .unwrap();
+    let owners = pending_entries(&mut conn);
     // The task still finishes here, and its result is stored: the future resolves once.
     let _: () = redis::cmd("RPUSH")
         .arg("gate")
@@ -683,4 +653,16 @@ fn a_heartbeat_never_takes_back_a_task_another_worker_claimed_meanwhile() {
     assert_eq!(owners[0].1, "thief", "{owners:?}");
     drop(executor);
     workers.kill(pid);
+}
+
+/// The task stream's pending entries (up to 100): id, consumer, idle ms, deliveries.
+fn pending_entries(conn: &mut redis::Connection) -> Vec<(String, String, u64, u64)> {
+    redis::cmd("XPENDING")
+        .arg("cf:tasks")
+        .arg("workers")
+        .arg("-")
+        .arg("+")
+        .arg(100)
+        .query(conn)
+        .unwrap()
 }

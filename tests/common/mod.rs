@@ -111,3 +111,26 @@ pub(crate) fn accept_started(listener: &UnixListener) -> UnixStream {
     stream.read_exact(&mut byte).unwrap();
     stream
 }
+
+/// A one-worker pool busy with a started `hold` task, with a pipeline of one, so that what is
+/// submitted next stays queued in the pool: the pool, the held task, and the stream that lets
+/// it go (write a byte or drop it).
+pub(crate) fn one_worker_held(
+    name: &str,
+) -> (
+    Arc<concurrent_futures::ProcessPoolExecutor>,
+    concurrent_futures::Future<u32>,
+    UnixStream,
+) {
+    let (listener, path) = start_listener(name);
+    let executor = Arc::new(
+        concurrent_futures::ProcessPoolExecutor::builder()
+            .max_workers(1)
+            .pipeline_depth(1)
+            .build()
+            .unwrap(),
+    );
+    let running = executor.submit(hold(path));
+    let started = accept_started(&listener);
+    (executor, running, started)
+}

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 pub(crate) struct RedisServer {
     pub(crate) port: u16,
@@ -123,6 +124,21 @@ impl RedisServer {
         redis::Client::open(self.url())
             .and_then(|c| c.get_connection())
             .expect("test connection")
+    }
+
+    /// Turns on the keyspace events of `classes` (see Redis's `notify-keyspace-events`) and
+    /// returns a connection to subscribe to them with, whose reads give up after `bound`: a
+    /// bound that reports an event that never comes as a failure, never paces a test.
+    pub(crate) fn keyspace_events(&self, classes: &str, bound: Duration) -> redis::Connection {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg(classes)
+            .query(&mut self.connection())
+            .unwrap();
+        let events = self.connection();
+        events.set_read_timeout(Some(bound)).unwrap();
+        events
     }
 
     /// Kills the server (SIGKILL: a crash, no chance to flush anything; with `appendfsync
