@@ -8,8 +8,11 @@
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use concurrent_futures::{Error, Executor, Future, MapOptions, ThreadPoolExecutor, task};
 
@@ -97,6 +100,21 @@ impl Control {
 
     fn finish(&self, x: u64) {
         self.update(|s| s.finished.push(x));
+    }
+
+    /// As `wait_for`, but gives up after `limit`: true if the condition came true. Only for
+    /// turning a hang (the behaviour under test missing) into a failure.
+    fn wait_for_within(&self, limit: Duration, condition: impl Fn(&ControlState) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut state = self.state.lock().unwrap();
+        while !condition(&state) {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            state = self.changed.wait_timeout(state, deadline - now).unwrap().0;
+        }
+        true
     }
 
     fn wait_released(&self, x: u64) {
@@ -577,4 +595,206 @@ fn map_stops_at_a_refusal_from_an_executor_that_keeps_its_futures() {
         1,
         "no input is pulled after the first refusal"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// One map shared by many threads. The thread pool hands an eager map's calls to its threads
+// as one batch, not a future per call; these pin what a future per call gave.
+// ---------------------------------------------------------------------------------------
+
+/// What a test waits for when the behaviour under test would otherwise hang it: long enough
+/// for any loaded machine.
+const HANG: Duration = Duration::from_secs(60);
+
+static COUNTED_RUNS: AtomicUsize = AtomicUsize::new(0);
+
+#[task]
+fn counted_triple(x: u64) -> u64 {
+    COUNTED_RUNS.fetch_add(1, Ordering::Relaxed);
+    x * 3
+}
+
+#[test]
+fn map_on_many_threads_runs_each_call_once_and_yields_in_input_order() {
+    const N: u64 = 20_000;
+    let executor = ThreadPoolExecutor::new(4);
+    let results: Vec<u64> = executor
+        .map(counted_triple, 0..N)
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(results, (0..N).map(|x| x * 3).collect::<Vec<_>>());
+    assert_eq!(COUNTED_RUNS.load(Ordering::Relaxed), N as usize);
+}
+
+/// Only input `held` waits for its release (after recording its start); every input records
+/// its end and returns itself.
+#[task]
+fn hold_one(control: usize, held: u64, x: u64) -> u64 {
+    let control = control_for(control);
+    if x == held {
+        control.start(x);
+        control.wait_released(x);
+    }
+    control.finish(x);
+    x
+}
+
+#[test]
+fn map_runs_as_many_calls_at_once_as_the_pool_has_threads() {
+    let executor = ThreadPoolExecutor::new(4);
+    let held = Held::new();
+    let results = executor.map(|x| held_square(held.id, x), 0..4);
+    assert!(
+        held.control.wait_for_within(HANG, |s| s.started.len() == 4),
+        "only {:?} of 4 calls started on a pool of 4 threads",
+        held.started()
+    );
+    held.release_all();
+    let results: Vec<u64> = results.map(|r| r.unwrap()).collect();
+    assert_eq!(results, [0, 1, 4, 9]);
+}
+
+#[test]
+fn map_starts_slow_calls_in_input_order() {
+    let executor = ThreadPoolExecutor::new(2);
+    let held = Held::new();
+    let results = executor.map(|x| held_square(held.id, x), 0..6);
+    // Calls that take long are taken one at a time, in input order, as futures would be.
+    assert!(
+        held.control.wait_for_within(HANG, |s| s.started.len() == 2),
+        "only {:?} started on a pool of 2 threads",
+        held.started()
+    );
+    let mut first_two = held.started();
+    first_two.sort_unstable();
+    assert_eq!(first_two, [0, 1]);
+    for x in 0..6 {
+        held.release(x);
+        held.wait_finished(x);
+    }
+    let results: Vec<u64> = results.map(|r| r.unwrap()).collect();
+    assert_eq!(results, [0, 1, 4, 9, 16, 25]);
+}
+
+#[test]
+fn map_a_held_call_does_not_hold_back_the_calls_after_it() {
+    const N: u64 = 1_000;
+    let executor = ThreadPoolExecutor::new(2);
+    let held = Held::new();
+    let mut results = executor.map(|x| hold_one(held.id, 0, x), 0..N);
+    // Call 0 keeps one thread; the other runs every other call meanwhile.
+    assert!(
+        held.control
+            .wait_for_within(HANG, |s| s.finished.len() == N as usize - 1),
+        "{} of {} calls finished while call 0 was held",
+        held.finished().len(),
+        N - 1
+    );
+    held.release(0);
+    assert_eq!(results.next(), Some(Ok(0)));
+    assert_eq!(
+        results.map(|r| r.unwrap()).collect::<Vec<_>>(),
+        (1..N).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn shutdown_cancel_futures_cancels_the_unstarted_calls_of_a_running_map() {
+    let executor = ThreadPoolExecutor::new(1);
+    let held = Held::new();
+    let results = executor.map(|x| held_square(held.id, x), 0..4);
+    held.wait_started(1);
+    executor.shutdown(false, true);
+    held.release_all();
+    let results: Vec<_> = results.collect();
+    assert_eq!(
+        results,
+        [
+            Ok(0),
+            Err(Error::Cancelled),
+            Err(Error::Cancelled),
+            Err(Error::Cancelled)
+        ]
+    );
+    executor.shutdown(true, false);
+    assert_eq!(held.started(), [0]);
+}
+
+/// Counts the live values of itself: made by `new`, counted down by `drop`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Tracked(u64);
+
+static LIVE_TRACKED: AtomicIsize = AtomicIsize::new(0);
+
+impl Tracked {
+    fn new(x: u64) -> Self {
+        LIVE_TRACKED.fetch_add(1, Ordering::SeqCst);
+        Tracked(x)
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        LIVE_TRACKED.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[task]
+fn tracked_next(control: usize, t: Tracked) -> Tracked {
+    if t.0 == 50 {
+        let control = control_for(control);
+        control.start(t.0);
+        control.wait_released(t.0);
+    }
+    Tracked::new(t.0 + 1)
+}
+
+#[test]
+fn a_dropped_map_drops_every_call_and_output_once() {
+    let executor = ThreadPoolExecutor::new(2);
+    let held = Held::new();
+    let mut results = executor.map(|x| tracked_next(held.id, Tracked::new(x)), 0..10_000);
+    // Outputs taken, outputs left in their slots, a call running, calls never started.
+    for x in 0..10 {
+        assert_eq!(results.next().unwrap().unwrap().0, x + 1);
+    }
+    held.wait_started(1);
+    drop(results);
+    held.release_all();
+    executor.shutdown(true, false);
+    assert_eq!(
+        LIVE_TRACKED.load(Ordering::SeqCst),
+        0,
+        "values leaked or dropped twice"
+    );
+}
+
+#[test]
+fn map_on_a_pool_whose_initializer_fails_yields_broken_at_every_position() {
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_rx = Mutex::new(go_rx);
+    let executor = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .initializer(move || -> Result<(), String> {
+            // Fails only once the map is queued behind it.
+            let _ = go_rx.lock().unwrap().recv();
+            Err("no database".to_owned())
+        })
+        .build()
+        .unwrap();
+    let results = executor.map(counted_square_never_run, 0..100);
+    drop(go_tx);
+    let results: Vec<_> = results.collect();
+    assert_eq!(results.len(), 100);
+    for result in results {
+        match result {
+            Err(Error::Broken { reason }) => assert!(reason.contains("no database"), "{reason}"),
+            other => panic!("expected Broken, got {other:?}"),
+        }
+    }
+}
+
+#[task]
+fn counted_square_never_run(x: u64) -> u64 {
+    panic!("a broken pool ran call {x}");
 }

@@ -26,10 +26,10 @@ mod unwind;
 mod waiting;
 
 pub use error::{DuplicateTaskName, Error};
-#[doc(hidden)]
-pub use executor::__Submitted;
 pub use executor::process_pool::{ProcessPoolBuilder, ProcessPoolExecutor};
 pub use executor::thread_pool::{InitResult, ThreadPoolBuilder, ThreadPoolExecutor};
+#[doc(hidden)]
+pub use executor::{__BatchReader, __Submitted};
 pub use executor::{Executor, Map, MapOptions};
 pub use future::{AwaitFuture, Future, State};
 pub use process::entry::init;

@@ -6,6 +6,7 @@ use std::iter::Fuse;
 use std::time::{Duration, Instant};
 
 use super::Executor;
+use super::batch::{Late, Reader};
 use crate::error::Error;
 use crate::future::Future;
 use crate::task::Task;
@@ -87,6 +88,9 @@ where
     executor: &'a E,
     inputs: Fuse<I>,
     make_task: F,
+    /// Calls taken as batches by an executor that runs them so (the thread pool, eager
+    /// mode), oldest first; read before `in_flight`, which is empty then.
+    batches: VecDeque<Reader<T>>,
     /// Submitted, not yet yielded, oldest first.
     in_flight: VecDeque<__Submitted<T::Output>>,
     /// Outcomes of the oldest chunk, taken from its future, not yet yielded.
@@ -115,6 +119,7 @@ where
             executor,
             inputs: inputs.fuse(),
             make_task,
+            batches: VecDeque::new(),
             in_flight: VecDeque::new(),
             ready: VecDeque::new(),
             unyielded: 0,
@@ -124,11 +129,42 @@ where
             submitted: 0,
             stopped: false,
         };
+        if options.buffersize.is_none() {
+            map.submit_batch();
+        }
         let initial = options
             .buffersize
             .map_or(usize::MAX, |b| b.saturating_mul(map.chunk));
         while map.unyielded < initial && map.submit_next() {}
         map
+    }
+
+    /// Hands every input to the executor as one batch, if it takes them so; leaves the
+    /// inputs untouched if not.
+    fn submit_batch(&mut self) {
+        let make_task = &mut self.make_task;
+        let mut calls = self.inputs.by_ref().map(make_task);
+        if let Some(batch) = self.executor.__submit_batch(&mut calls) {
+            self.stopped = true;
+            self.submitted += batch.remaining();
+            self.unyielded += batch.remaining();
+            if batch.remaining() > 0 {
+                self.batches.push_back(batch);
+            }
+        }
+    }
+
+    /// The next outcome of the oldest batch, waiting until `deadline`.
+    fn next_from_batches(&mut self) -> Option<Result<Result<T::Output, Error>, Late>> {
+        loop {
+            let batch = self.batches.front_mut()?;
+            match batch.next_by(self.deadline) {
+                Some(next) => return Some(next),
+                None => {
+                    self.batches.pop_front();
+                }
+            }
+        }
     }
 
     /// Submits the next chunk of inputs (one input unless `chunksize` was set); false once
@@ -180,6 +216,33 @@ where
         for submitted in self.in_flight.drain(..) {
             submitted.cancel();
         }
+        // Dropping a batch's reader stops it.
+        self.batches.clear();
+    }
+
+    /// Cancels everything not yet started after `next()` ran past the deadline waiting for a
+    /// call that had not finished: the timeout error, counting that call and every later
+    /// unfinished one.
+    fn time_out(&mut self, late: Option<__Submitted<T::Output>>) -> Error {
+        let mut unfinished = 0;
+        if let Some(late) = late {
+            // Python's gh-95166: the awaited call is cancelled too, not only the later ones.
+            late.cancel();
+            unfinished += late.calls();
+        }
+        unfinished += self.batches.iter().map(Reader::cancel).sum::<usize>();
+        unfinished += self
+            .in_flight
+            .iter()
+            .filter(|s| !s.done())
+            .map(__Submitted::calls)
+            .sum::<usize>();
+        self.cancel_in_flight();
+        self.stopped = true;
+        Error::Timeout {
+            unfinished,
+            total: self.submitted,
+        }
     }
 
     /// The next outcome in input order, waiting until `deadline`; the submission that was not
@@ -222,28 +285,28 @@ where
                 self.submit_next();
             }
         }
-        let late = match self.next_outcome()? {
+        if !self.batches.is_empty() {
+            return match self.next_from_batches()? {
+                Ok(outcome) => {
+                    self.unyielded -= 1;
+                    if matches!(outcome, Err(Error::ShutDown)) {
+                        // Refused by a pool shut down as the batch was queued: as a refused
+                        // submit does, end here.
+                        self.cancel_in_flight();
+                        self.stopped = true;
+                    }
+                    Some(outcome)
+                }
+                Err(Late) => Some(Err(self.time_out(None))),
+            };
+        }
+        match self.next_outcome()? {
             Next::Ready(outcome) => {
                 self.unyielded -= 1;
-                return Some(outcome);
+                Some(outcome)
             }
-            Next::Late(late) => late,
-        };
-        // Python's gh-95166: the awaited call is cancelled too, not only the later ones.
-        late.cancel();
-        let unfinished = late.calls()
-            + self
-                .in_flight
-                .iter()
-                .filter(|s| !s.done())
-                .map(__Submitted::calls)
-                .sum::<usize>();
-        self.cancel_in_flight();
-        self.stopped = true;
-        Some(Err(Error::Timeout {
-            unfinished,
-            total: self.submitted,
-        }))
+            Next::Late(late) => Some(Err(self.time_out(Some(late)))),
+        }
     }
 }
 
@@ -330,6 +393,7 @@ where
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Map")
+            .field("batches", &self.batches)
             .field("in_flight", &self.in_flight.len())
             .field("submitted", &self.submitted)
             .field("buffersize", &self.buffersize)

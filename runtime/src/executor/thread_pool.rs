@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 
 use crossbeam_utils::CachePadded;
 
 use super::Executor;
+use super::batch::Batch;
 use super::cancellations::Cancellations;
 use super::job_queue::JobQueue;
 use crate::error::Error;
@@ -21,7 +22,8 @@ use crate::unwind;
 /// Python's `ThreadPoolExecutor`. Threads start lazily: a submit starts a new thread only when
 /// no thread is idle and fewer than `max_workers` exist. A panicking task leaves its thread
 /// alive; its future holds [`Error::Panicked`]. Dropping the executor waits for the submitted
-/// work, like leaving Python's `with` block.
+/// work, like leaving Python's `with` block. [`map`](Self::map) runs its calls as one batch
+/// shared by the threads, with no future per call (see [`Executor::map`]).
 ///
 /// ```
 /// use concurrent_futures::{ThreadPoolExecutor, task};
@@ -65,6 +67,8 @@ struct Shared {
     joining: Mutex<()>,
     /// Other callers' `shutdown(cancel_futures = true)` still cancelling, for `wait`.
     cancellations: Cancellations,
+    /// Set by `shutdown(cancel_futures = true)`: a running `map` batch starts no more calls.
+    cancelled: AtomicBool,
     max_workers: usize,
     thread_name_prefix: String,
     initializer: Option<Initializer>,
@@ -167,6 +171,28 @@ where
                 future.cancel();
                 let _ = future.set_running_or_notify_cancel();
             }
+        }
+    }
+}
+
+/// One of the runners of a `map`'s batch, as the queue sees it: runs the batch's calls until
+/// none is left, or until the pool is broken or `shutdown(cancel_futures)` cancels what has
+/// not started. Failed or cancelled unrun, it stops the batch: the calls no runner started
+/// get the reason.
+struct BatchRunner<T: Task> {
+    batch: Arc<Batch<T>>,
+    shared: Arc<Shared>,
+}
+
+impl<T: Task> Runnable for BatchRunner<T> {
+    fn follow(self: Arc<Self>, directive: Directive<'_>) {
+        match directive {
+            Directive::Run { mark_idle } => {
+                self.batch.run(&|| self.shared.stop_reason());
+                mark_idle();
+            }
+            Directive::Fail(error) => self.batch.abandon(error),
+            Directive::Cancel => self.batch.abandon(Error::Cancelled),
         }
     }
 }
@@ -301,6 +327,7 @@ impl ThreadPoolBuilder {
                 started: AtomicUsize::new(0),
                 joining: Mutex::new(()),
                 cancellations: Cancellations::default(),
+                cancelled: AtomicBool::new(false),
                 max_workers,
                 thread_name_prefix,
                 initializer: self.initializer,
@@ -373,6 +400,7 @@ impl ThreadPoolExecutor {
         let mut cancelled = Vec::new();
         let mut cancelling = None;
         if cancel_futures {
+            self.shared.cancelled.store(true, Ordering::Relaxed);
             self.shared.take_queued(|job| cancelled.push(job));
             cancelling = Some(self.shared.cancellations.begin());
         }
@@ -506,6 +534,17 @@ impl Shared {
         self.exits.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Why a running `map` batch must start no more calls: `shutdown(cancel_futures)`, or a
+    /// broken pool.
+    fn stop_reason(&self) -> Option<Error> {
+        if self.cancelled.load(Ordering::Relaxed) {
+            return Some(Error::Cancelled);
+        }
+        self.broken.get().map(|reason| Error::Broken {
+            reason: reason.clone(),
+        })
+    }
+
     /// All `max_workers` threads started: none will be again, and idleness no longer matters.
     fn is_full(&self) -> bool {
         self.started.load(Ordering::Acquire) >= self.max_workers
@@ -554,6 +593,28 @@ impl Executor for ThreadPoolExecutor {
 
     fn shutdown(&self, wait: bool, cancel_futures: bool) {
         ThreadPoolExecutor::shutdown(self, wait, cancel_futures);
+    }
+
+    /// One runner per thread the pool may start (at most one per call), each a job in the
+    /// queue like any task's. A shut-down pool takes nothing, so that `map` submits the first
+    /// call alone and yields its refusal, as on any executor.
+    fn __submit_batch<T: Task>(
+        &self,
+        calls: &mut dyn Iterator<Item = T>,
+    ) -> Option<super::__BatchReader<T>> {
+        if !*lock(&self.shared.open) {
+            return None;
+        }
+        let batch = Batch::new(calls, self.shared.max_workers);
+        if batch.len() > 0 {
+            for _ in 0..batch.runners() {
+                self.schedule(Job(Arc::new(BatchRunner {
+                    batch: Arc::clone(&batch),
+                    shared: Arc::clone(&self.shared),
+                })));
+            }
+        }
+        Some(super::__BatchReader::new(batch))
     }
 
     /// A refused job is failed and dropped before `spawn` returns its future.
