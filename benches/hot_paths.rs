@@ -9,6 +9,8 @@
 //!   blocks of 1,000 submits; the pool drains each block untimed, so the queue stays short);
 //! - `future/complete`: `Future::new` + `set_result` + `result`;
 //! - `as_completed/1000_done`: `as_completed` over 1,000 futures that are already done;
+//! - `map/thread_pool_10000`: a warm 2-thread pool's `map` of `square_number` over 10,000
+//!   inputs, collected (the batch its threads share);
 //! - `frame/encode_task` and `frame/decode_task`: the runtime's wire module is private, so its
 //!   public face: `postcard::to_stdvec` of a `&dyn ErasedTask` (typetag adds the task's
 //!   name) and `postcard::from_bytes::<Box<dyn ErasedTask>>`, for `square_number(u64)` and for a
@@ -89,6 +91,21 @@ fn as_completed_done(c: &mut Criterion) {
     group.finish();
 }
 
+fn map(c: &mut Criterion) {
+    let executor = ThreadPoolExecutor::new(2);
+    let mut group = c.benchmark_group("map");
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("thread_pool_10000", |b| {
+        b.iter(|| {
+            executor
+                .map(square_number, 0..black_box(10_000u64))
+                .map(|r| r.expect("square_number"))
+                .sum::<u64>()
+        });
+    });
+    group.finish();
+}
+
 fn frame(c: &mut Criterion) {
     let mut group = c.benchmark_group("frame");
     let small: Box<dyn ErasedTask> = Box::new(square_number(123_456_789));
@@ -144,6 +161,7 @@ fn main() {
     submit(&mut criterion);
     complete(&mut criterion);
     as_completed_done(&mut criterion);
+    map(&mut criterion);
     frame(&mut criterion);
     process_pool(&mut criterion);
     criterion.final_summary();
