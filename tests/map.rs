@@ -678,24 +678,73 @@ fn map_starts_slow_calls_in_input_order() {
 
 #[test]
 fn map_a_held_call_does_not_hold_back_the_calls_after_it() {
-    const N: u64 = 1_000;
+    // Held in the middle of short calls, where calls are taken in blocks: the rest of its
+    // block goes to the free thread.
+    const N: u64 = 2_000;
+    const HELD: u64 = 1_000;
     let executor = ThreadPoolExecutor::new(2);
     let held = Held::new();
-    let mut results = executor.map(|x| hold_one(held.id, 0, x), 0..N);
-    // Call 0 keeps one thread; the other runs every other call meanwhile.
+    let results = executor.map(|x| hold_one(held.id, HELD, x), 0..N);
     assert!(
         held.control
             .wait_for_within(HANG, |s| s.finished.len() == N as usize - 1),
-        "{} of {} calls finished while call 0 was held",
+        "{} of {} calls finished while call {HELD} was held",
         held.finished().len(),
         N - 1
     );
-    held.release(0);
-    assert_eq!(results.next(), Some(Ok(0)));
+    held.release(HELD);
     assert_eq!(
         results.map(|r| r.unwrap()).collect::<Vec<_>>(),
-        (1..N).collect::<Vec<_>>()
+        (0..N).collect::<Vec<_>>()
     );
+}
+
+/// Input `waiting` waits (up to `HANG`) for input `waiting + 1` to finish and says whether
+/// it did; every input records its end.
+#[task]
+fn wait_for_next(control: usize, waiting: u64, x: u64) -> bool {
+    let control = control_for(control);
+    let met =
+        x != waiting || control.wait_for_within(HANG, |s| s.finished.contains(&(waiting + 1)));
+    control.finish(x);
+    met
+}
+
+#[test]
+fn map_a_call_may_wait_for_the_next_one_on_two_threads() {
+    // Fine with a future per call, as in Python: the next call runs on the other thread,
+    // even when both sit in one block of short calls.
+    let executor = ThreadPoolExecutor::new(2);
+    let held = Held::new();
+    let results: Vec<bool> = executor
+        .map(|x| wait_for_next(held.id, 1_000, x), 0..2_000)
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(results[1_000], "call 1000 never saw call 1001 finish");
+    assert!(results.iter().all(|&met| met));
+}
+
+/// Inputs from `from` on wait (up to `HANG`) until `together` of them have started, and say
+/// whether they did.
+#[task]
+fn meet(control: usize, from: u64, together: usize, x: u64) -> bool {
+    if x < from {
+        return true;
+    }
+    let control = control_for(control);
+    control.start(x);
+    control.wait_for_within(HANG, |s| s.started.len() >= together)
+}
+
+#[test]
+fn map_calls_after_short_ones_still_run_as_many_at_once_as_there_are_threads() {
+    let executor = ThreadPoolExecutor::new(4);
+    let held = Held::new();
+    let results: Vec<bool> = executor
+        .map(|x| meet(held.id, 1_000, 4, x), 0..1_004)
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(results[1_000..], [true; 4], "{:?} met", held.started());
 }
 
 #[test]
@@ -797,4 +846,68 @@ fn map_on_a_pool_whose_initializer_fails_yields_broken_at_every_position() {
 #[task]
 fn counted_square_never_run(x: u64) -> u64 {
     panic!("a broken pool ran call {x}");
+}
+
+/// Panics when dropped with the value 2, as a call's captured state might.
+#[derive(Debug, Serialize, Deserialize)]
+struct BoomOnDrop(u64);
+
+impl Drop for BoomOnDrop {
+    fn drop(&mut self) {
+        if self.0 == 2 && !std::thread::panicking() {
+            panic!("dropping input 2 fails on purpose");
+        }
+    }
+}
+
+#[task]
+fn held_boom(control: usize, input: BoomOnDrop) -> u64 {
+    let x = input.0;
+    std::mem::forget(input);
+    let control = control_for(control);
+    control.start(x);
+    control.wait_released(x);
+    x
+}
+
+#[test]
+fn a_panicking_drop_of_a_call_that_never_ran_leaves_the_pool_working() {
+    let executor = ThreadPoolExecutor::new(1);
+    let held = Held::new();
+    let results = executor.map(|x| held_boom(held.id, BoomOnDrop(x)), 0..4);
+    held.wait_started(1);
+    // Calls 1 to 3 never start; their inputs are dropped on the pool's only thread.
+    drop(results);
+    held.release_all();
+    let after = executor.submit(square_number(3));
+    assert_eq!(
+        after.result_timeout(HANG),
+        Ok(9),
+        "the pool's thread did not survive the panicking drop"
+    );
+}
+
+#[test]
+fn an_input_that_waits_for_the_map_s_own_calls_works_with_buffersize() {
+    // The thread pool's eager map reads every input before its first call starts; with a
+    // buffersize it submits call by call as it reads, so such an input works (the documented
+    // way).
+    let executor = ThreadPoolExecutor::new(2);
+    let held = Held::new();
+    let control = Arc::clone(&held.control);
+    let inputs = (0..5_u64).inspect(move |&x| {
+        if x > 0 {
+            assert!(
+                control.wait_for_within(HANG, |s| s.finished.contains(&(x - 1))),
+                "call {} never ran before input {x} was read",
+                x - 1
+            );
+        }
+    });
+    let options = MapOptions::new().buffersize(1);
+    let results: Vec<u64> = executor
+        .map_with(|x| hold_one(held.id, u64::MAX, x), inputs, options)
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(results, [0, 1, 2, 3, 4]);
 }

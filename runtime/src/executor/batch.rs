@@ -1,7 +1,8 @@
 //! The thread pool's eager `map`: all the calls in one shared array, run by as many pool jobs
 //! ("runners") as the pool has threads, which take the calls in input order, in blocks sized
-//! to their speed; each outcome lands in its call's slot, where the map reads them in input
-//! order.
+//! to their speed; a runner with nothing left takes the lowest unstarted call of another's
+//! block, so that no call waits behind a slow one while a thread is free. Each outcome lands
+//! in its call's slot, where the map reads them in input order.
 //!
 //! Why not a future per call: for short calls the future's allocation, its first touch and
 //! the queue's push and pop cost more than the call itself. The slots keep what `map`
@@ -10,7 +11,7 @@
 //! `shutdown(cancel_futures)`, a refused or broken pool) that cancels the calls not started.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -23,15 +24,19 @@ use crate::unwind;
 /// How long a runner's block of calls should take. A runner claims one call at a time while
 /// calls take this long or more, so that slow calls start in input order, one per thread,
 /// as a future per call would; it doubles its block while blocks take less than half of it,
-/// so that short calls cost one shared counter update per block, not per call. A block that
-/// turns out slow holds back at most about this much of other calls' work behind it.
+/// so that short calls cost one shared counter update per block, not per call. The rest of
+/// a block stays open to the other runners (see [`Batch::steal`]).
 const BLOCK_TIME: Duration = Duration::from_micros(100);
 
 /// The largest block, whatever the calls' speed.
 const MAX_BLOCK: usize = 4096;
 
-/// Slot states. Only the runner that claimed a slot (through `cursor`) touches a `QUEUED`
-/// slot's value, until every runner has ended; only the reader touches a `DONE` one.
+/// The most calls one batch holds: a runner's block is two `u32` halves of one atomic word.
+/// `map` splits a longer input into several batches.
+pub(crate) const MAX_CALLS: usize = u32::MAX as usize;
+
+/// Slot states. Only the runner that claimed a slot (through `cursor` or a block) touches a
+/// `QUEUED` slot's value, until every runner has ended; only the reader touches a `DONE` one.
 const QUEUED: u8 = 0;
 const DONE: u8 = 1;
 const TAKEN: u8 = 2;
@@ -54,12 +59,16 @@ enum Value<T: Task> {
 /// What a map's runners and its reader share.
 pub(crate) struct Batch<T: Task> {
     slots: Box<[Slot<T>]>,
-    /// The first call no runner has claimed (past the end once all are).
+    /// The first call not yet in any runner's block (past the end once all are).
     cursor: CachePadded<AtomicUsize>,
-    /// How many runners share the calls.
-    runners: usize,
-    /// Read after every call by every runner, written rarely: a line of its own.
-    signals: CachePadded<Signals>,
+    /// Runner `k`'s block: the calls it took from `cursor` and has not started, `lo | hi <<
+    /// 32`. Its runner starts `lo`; a runner with nothing left takes `lo` too.
+    blocks: Box<[CachePadded<AtomicU64>]>,
+    /// Read before every call by every runner, written once: a line of its own.
+    stopping: CachePadded<AtomicBool>,
+    /// `1 +` the index of the call the reader sleeps on; 0 while it does not sleep. Read
+    /// after every call, written around each of the reader's sleeps.
+    awaited: CachePadded<AtomicUsize>,
     /// Runners not yet ended (ran out of calls, stopped, or abandoned unrun).
     live: AtomicUsize,
     /// Why the batch stopped: the first reason given wins.
@@ -69,25 +78,32 @@ pub(crate) struct Batch<T: Task> {
     wake: Condvar,
 }
 
-struct Signals {
-    stopping: AtomicBool,
-    /// `1 +` the index of the call the reader sleeps on; 0 while it does not sleep.
-    awaited: AtomicUsize,
+// SAFETY: a slot's value is reached by one thread at a time, as the state protocol above
+// says: the runner that claimed it (each index is handed out once, by `cursor` then by its
+// block), then the reader once it has seen `DONE` (Acquire, after that runner's SeqCst store),
+// or the last runner once every other has ended. Calls move to a pool thread and outputs back
+// to the reader: `T: Send` and `T::Output: Send`, which `Task` requires.
+#[allow(unsafe_code)]
+unsafe impl<T: Task> Sync for Slot<T> {}
+
+fn pack(lo: usize, hi: usize) -> u64 {
+    lo as u64 | (hi as u64) << 32
 }
 
-// SAFETY: each slot's value is reached by one thread at a time, as the state protocol above
-// says: the claiming runner (`cursor` hands each index to one runner), then the reader once it
-// has seen `DONE` (Acquire, after the runner's release of it), or the last runner once every
-// other has ended. Calls move to a pool thread and outputs back to the reader: `T: Send` and
-// `T::Output: Send`, which `Task` requires.
-#[allow(unsafe_code)]
-unsafe impl<T: Task> Sync for Batch<T> {}
+fn unpack(block: u64) -> (usize, usize) {
+    (
+        (block & u64::from(u32::MAX)) as usize,
+        (block >> 32) as usize,
+    )
+}
 
 impl<T: Task> Batch<T> {
-    /// `calls`, for up to `runners` runners (at least one, at most one per call).
+    /// The first [`MAX_CALLS`] of `calls`, for up to `runners` runners (at least one, at most
+    /// one per call).
     pub(crate) fn new(calls: &mut dyn Iterator<Item = T>, runners: usize) -> Arc<Self> {
         // Straight into the slots: no vector of calls to copy them from.
         let slots: Box<[Slot<T>]> = calls
+            .take(MAX_CALLS)
             .map(|call| Slot {
                 state: AtomicU8::new(QUEUED),
                 value: UnsafeCell::new(Value::Call(call)),
@@ -98,11 +114,11 @@ impl<T: Task> Batch<T> {
         Arc::new(Self {
             slots,
             cursor: CachePadded::new(AtomicUsize::new(0)),
-            runners,
-            signals: CachePadded::new(Signals {
-                stopping: AtomicBool::new(false),
-                awaited: AtomicUsize::new(0),
-            }),
+            blocks: (0..runners)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect(),
+            stopping: CachePadded::new(AtomicBool::new(false)),
+            awaited: CachePadded::new(AtomicUsize::new(0)),
             live: AtomicUsize::new(runners),
             stop_reason: OnceLock::new(),
             sleep: Mutex::new(()),
@@ -110,61 +126,91 @@ impl<T: Task> Batch<T> {
         })
     }
 
-    /// How many runners to schedule, each with its index.
+    /// How many runners to schedule, numbered from 0.
     pub(crate) fn runners(&self) -> usize {
-        self.runners
+        self.blocks.len()
     }
 
     pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
 
-    /// A runner, on a pool thread: runs calls until none is left or the batch stops. `stop`
-    /// is asked before each call whether the pool wants the batch stopped, and why.
-    pub(crate) fn run(&self, stop: &dyn Fn() -> Option<Error>) {
-        let n = self.slots.len();
-        let mut block = 1;
-        'claiming: loop {
-            // Relaxed: the calls were written before the batch was shared with the pool's
-            // threads, and each index is handed out once whatever the order.
-            let lo = self.cursor.fetch_add(block, Ordering::Relaxed);
-            if lo >= n {
+    /// Runner `runner`, on a pool thread: runs calls until none is left or the batch stops.
+    /// `stop` is asked before each call whether the pool wants the batch stopped, and why.
+    pub(crate) fn run(&self, runner: usize, stop: &dyn Fn() -> Option<Error>) {
+        let mut pace = Pace {
+            size: 1,
+            started: None,
+        };
+        while let Some(index) = self.claim(runner, &mut pace) {
+            if self.stopping.load(Ordering::Relaxed) {
+                // Claimed but not started: left queued, for the last runner to skip.
                 break;
             }
-            let started = Instant::now();
-            for index in lo..(lo + block).min(n) {
-                if self.signals.stopping.load(Ordering::Relaxed) {
-                    // Claimed but not started: left queued, for the last runner to skip.
-                    break 'claiming;
-                }
-                if let Some(reason) = stop() {
-                    self.stop(reason);
-                    break 'claiming;
-                }
-                self.run_call(index);
+            if let Some(reason) = stop() {
+                self.stop(reason);
+                break;
             }
-            let took = started.elapsed();
-            if took < BLOCK_TIME / 2 {
-                block = (block * 2).min(MAX_BLOCK);
-            } else if took > BLOCK_TIME {
-                block = (block / 2).max(1);
-            }
+            self.run_call(index);
         }
-        self.runner_ended();
+        self.runner_ended(None);
     }
 
-    /// A runner that will never run (its job was cancelled or failed): the batch stops with
-    /// `reason`, which every call that has not started gets.
+    /// A runner that will never run (its job was cancelled or refused). If it is the last to
+    /// end, the calls left (if any) get `reason`; while another runner is live, that one
+    /// takes this one's share.
     pub(crate) fn abandon(&self, reason: Error) {
-        self.stop(reason);
-        self.runner_ended();
+        self.runner_ended(Some(reason));
     }
 
     /// No call starts after this; the ones not started get `reason` (unless an earlier stop
     /// gave another).
     pub(crate) fn stop(&self, reason: Error) {
         let _ = self.stop_reason.set(reason);
-        self.signals.stopping.store(true, Ordering::SeqCst);
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    /// The next call for `runner`: the lowest of its block; else a new block from `cursor`,
+    /// sized by `pace`; else the lowest call left in the fullest other block. `None` once
+    /// there is none.
+    fn claim(&self, runner: usize, pace: &mut Pace) -> Option<usize> {
+        let own = &self.blocks[runner];
+        if let Some(index) = take_lowest(own) {
+            return Some(index);
+        }
+        let n = self.slots.len();
+        if self.cursor.load(Ordering::Relaxed) < n {
+            let size = pace.next_size();
+            // Relaxed: the calls were written before the batch was shared with the pool's
+            // threads, and each index is handed out once whatever the order.
+            let lo = self.cursor.fetch_add(size, Ordering::Relaxed);
+            if lo < n {
+                // Empty, so no other runner writes it (they only take from a non-empty one),
+                // and a value it held before cannot come back: indices are handed out once.
+                own.store(pack(lo + 1, (lo + size).min(n)), Ordering::Release);
+                return Some(lo);
+            }
+        }
+        self.steal(runner)
+    }
+
+    /// The lowest call left in the fullest other runner's block, one at a time: a call held
+    /// up in a block leaves the rest of it to whichever thread is free.
+    fn steal(&self, runner: usize) -> Option<usize> {
+        loop {
+            let fullest = self
+                .blocks
+                .iter()
+                .enumerate()
+                .filter(|&(k, _)| k != runner)
+                .map(|(_, block)| (block, unpack(block.load(Ordering::Acquire))))
+                .filter(|(_, (lo, hi))| lo < hi)
+                .max_by_key(|(_, (lo, hi))| hi - lo);
+            let (block, _) = fullest?;
+            if let Some(index) = take_lowest(block) {
+                return Some(index);
+            }
+        }
     }
 
     fn run_call(&self, index: usize) {
@@ -180,7 +226,7 @@ impl<T: Task> Batch<T> {
         // SeqCst, with the load of `awaited` after it: the reader stores `awaited` then loads
         // the state, so either it sees `DONE` or this sees it waiting.
         slot.state.store(DONE, Ordering::SeqCst);
-        if self.signals.awaited.load(Ordering::SeqCst) == index + 1 {
+        if self.awaited.load(Ordering::SeqCst) == index + 1 {
             self.wake_reader();
         }
     }
@@ -191,25 +237,35 @@ impl<T: Task> Batch<T> {
         self.wake.notify_all();
     }
 
-    /// The last runner to end, after a stop, skips what never ran: it drops those calls and
-    /// gives their slots to the reader as stopped.
-    fn runner_ended(&self) {
-        if self.live.fetch_sub(1, Ordering::AcqRel) != 1
-            || !self.signals.stopping.load(Ordering::SeqCst)
-        {
+    /// The last runner to end, after a stop, skips what never ran: it gives those slots to
+    /// the reader as stopped, then drops their calls (a call's `Drop` may panic: it is caught,
+    /// so that neither the reader nor this pool thread is lost to it).
+    fn runner_ended(&self, reason_if_last: Option<Error>) {
+        if self.live.fetch_sub(1, Ordering::AcqRel) != 1 {
             return;
         }
+        if let Some(reason) = reason_if_last {
+            // No runner is left to run what remains.
+            self.stop(reason);
+        }
+        if !self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut unrun = Vec::new();
         for slot in self.slots.iter() {
             if slot.state.load(Ordering::Acquire) == QUEUED {
                 // SAFETY: every runner has ended, so none holds a claim; the reader does not
                 // touch a `QUEUED` slot's value.
                 #[allow(unsafe_code)]
                 let value = unsafe { &mut *slot.value.get() };
-                *value = Value::Empty;
+                unrun.push(std::mem::replace(value, Value::Empty));
                 slot.state.store(SKIPPED, Ordering::SeqCst);
             }
         }
         self.wake_reader();
+        if let Err(error) = unwind::catch(move || drop(unrun)) {
+            tracing::error!(target: "concurrent_futures", %error, "dropping a map call that never ran panicked");
+        }
     }
 
     fn stop_reason(&self) -> Error {
@@ -269,7 +325,7 @@ impl<T: Task> Reader<T> {
         let batch = &*self.batch;
         let state = &batch.slots[index].state;
         let mut sleeping = batch.sleep.lock().unwrap_or_else(PoisonError::into_inner);
-        batch.signals.awaited.store(index + 1, Ordering::SeqCst);
+        batch.awaited.store(index + 1, Ordering::SeqCst);
         let done = loop {
             if state.load(Ordering::SeqCst) != QUEUED {
                 break true;
@@ -292,7 +348,7 @@ impl<T: Task> Reader<T> {
                 }
             };
         };
-        batch.signals.awaited.store(0, Ordering::Relaxed);
+        batch.awaited.store(0, Ordering::Relaxed);
         done
     }
 
@@ -314,13 +370,55 @@ impl<T: Task> Drop for Reader<T> {
     }
 }
 
+/// A runner's block size, and when its current block began: doubles while blocks take less
+/// than half of [`BLOCK_TIME`], halves while they take more than it.
+struct Pace {
+    size: usize,
+    started: Option<Instant>,
+}
+
+impl Pace {
+    fn next_size(&mut self) -> usize {
+        let now = Instant::now();
+        if let Some(started) = self.started.replace(now) {
+            let took = now - started;
+            if took < BLOCK_TIME / 2 {
+                self.size = (self.size * 2).min(MAX_BLOCK);
+            } else if took > BLOCK_TIME {
+                self.size = (self.size / 2).max(1);
+            }
+        }
+        self.size
+    }
+}
+
+/// Takes the lowest index of `block`, if it holds any.
+fn take_lowest(block: &AtomicU64) -> Option<usize> {
+    let mut current = block.load(Ordering::Acquire);
+    loop {
+        let (lo, hi) = unpack(current);
+        if lo >= hi {
+            return None;
+        }
+        match block.compare_exchange_weak(
+            current,
+            pack(lo + 1, hi),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return Some(lo),
+            Err(now) => current = now,
+        }
+    }
+}
+
 /// The outcome the reader waited for was not ready by the deadline.
 #[derive(Debug)]
 pub(crate) struct Late;
 
 impl<T: Task> std::fmt::Debug for Reader<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch")
+        f.debug_struct("Reader")
             .field("calls", &self.batch.len())
             .field("taken", &self.next)
             .finish_non_exhaustive()

@@ -6,7 +6,7 @@ use std::iter::Fuse;
 use std::time::{Duration, Instant};
 
 use super::Executor;
-use super::batch::{Late, Reader};
+use super::batch::{Late, MAX_CALLS, Reader};
 use crate::error::Error;
 use crate::future::Future;
 use crate::task::Task;
@@ -130,7 +130,7 @@ where
             stopped: false,
         };
         if options.buffersize.is_none() {
-            map.submit_batch();
+            map.submit_batches();
         }
         let initial = options
             .buffersize
@@ -139,17 +139,24 @@ where
         map
     }
 
-    /// Hands every input to the executor as one batch, if it takes them so; leaves the
-    /// inputs untouched if not.
-    fn submit_batch(&mut self) {
-        let make_task = &mut self.make_task;
-        let mut calls = self.inputs.by_ref().map(make_task);
-        if let Some(batch) = self.executor.__submit_batch(&mut calls) {
+    /// Hands every input to the executor as batches (one unless there are more than
+    /// [`MAX_CALLS`] inputs), if it takes them so; leaves the inputs untouched if not.
+    fn submit_batches(&mut self) {
+        loop {
+            let make_task = &mut self.make_task;
+            let mut calls = self.inputs.by_ref().map(make_task);
+            let Some(batch) = self.executor.__submit_batch(&mut calls) else {
+                return;
+            };
             self.stopped = true;
-            self.submitted += batch.remaining();
-            self.unyielded += batch.remaining();
-            if batch.remaining() > 0 {
+            let calls = batch.remaining();
+            self.submitted += calls;
+            self.unyielded += calls;
+            if calls > 0 {
                 self.batches.push_back(batch);
+            }
+            if calls < MAX_CALLS {
+                return;
             }
         }
     }

@@ -84,11 +84,14 @@ pub trait Executor {
     /// it yields one [`Error::ShutDown`](crate::Error::ShutDown) and ends. See [`map_with`](Self::map_with) for a timeout and
     /// lazy submission.
     ///
-    /// The thread pool makes no future per call here: it hands all the calls to its threads
-    /// as one batch, which they take in input order (singly while calls are slow, in growing
-    /// blocks while they are short), as many at once as it has threads. Python's futures
-    /// are invisible in `map`, so nothing else changes, but a map over many short calls runs
-    /// several times faster than submitting them one by one.
+    /// The thread pool makes no future per call here: it hands the calls to its threads as
+    /// one batch, which they take in input order (singly while calls are slow, in growing
+    /// blocks while they are short, a block's rest going to any free thread), as many at once
+    /// as it has threads. A map over many short calls runs several times faster than
+    /// submitting them one by one. One difference from Python: the thread pool reads every
+    /// input (and makes every task) before the first call starts, where Python starts each
+    /// call as its input is read. An input iterator that waits for the map's own calls (a
+    /// channel they feed, say) needs [`MapOptions::buffersize`], which submits call by call.
     fn map<I, F, T>(&self, f: F, inputs: I) -> Map<'_, Self, I::IntoIter, F, T>
     where
         Self: Sized,
@@ -131,9 +134,9 @@ pub trait Executor {
         );
     }
 
-    /// Takes all of a `map`'s calls as one batch that its threads share, if it runs calls in
-    /// this process and is open (the thread pool); `None`, touching nothing, if the calls are
-    /// to be submitted one by one.
+    /// Takes a `map`'s calls (up to `u32::MAX` of them) as one batch that its threads share,
+    /// if it runs calls in this process and is open (the thread pool); `None`, touching
+    /// nothing, if the calls are to be submitted one by one.
     #[doc(hidden)]
     fn __submit_batch<T: Task>(
         &self,

@@ -181,6 +181,7 @@ where
 /// get the reason.
 struct BatchRunner<T: Task> {
     batch: Arc<Batch<T>>,
+    runner: usize,
     shared: Arc<Shared>,
 }
 
@@ -188,7 +189,7 @@ impl<T: Task> Runnable for BatchRunner<T> {
     fn follow(self: Arc<Self>, directive: Directive<'_>) {
         match directive {
             Directive::Run { mark_idle } => {
-                self.batch.run(&|| self.shared.stop_reason());
+                self.batch.run(self.runner, &|| self.shared.stop_reason());
                 mark_idle();
             }
             Directive::Fail(error) => self.batch.abandon(error),
@@ -607,9 +608,10 @@ impl Executor for ThreadPoolExecutor {
         }
         let batch = Batch::new(calls, self.shared.max_workers);
         if batch.len() > 0 {
-            for _ in 0..batch.runners() {
+            for runner in 0..batch.runners() {
                 self.schedule(Job(Arc::new(BatchRunner {
                     batch: Arc::clone(&batch),
+                    runner,
                     shared: Arc::clone(&self.shared),
                 })));
             }
