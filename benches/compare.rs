@@ -383,11 +383,7 @@ impl Compare {
                 pool.spawn(move || tx.send((i, i * i)).expect("receiver alive"));
             }
             drop(tx);
-            let mut results = vec![0u64; n as usize];
-            for (i, v) in rx.iter() {
-                results[i as usize] = v;
-            }
-            results.iter().sum()
+            sum_in_input_order(n, &rx)
         });
 
         let rayon_par_iter = tasks_per_s_steady(n, || {
@@ -405,12 +401,9 @@ impl Compare {
                 pool.execute(move || tx.send((i, i * i)).expect("receiver alive"));
             }
             drop(tx);
-            let mut results = vec![0u64; n as usize];
-            for (i, v) in rx.iter() {
-                results[i as usize] = v;
-            }
+            let sum = sum_in_input_order(n, &rx);
             pool.join();
-            results.iter().sum()
+            sum
         });
 
         self.notes.push(
@@ -1274,6 +1267,16 @@ fn w1_threadpool(n: u64) -> u64 {
     let sum = rx.iter().sum();
     pool.join();
     sum
+}
+
+/// W2's peers: the `(input, output)` pairs put in input order, as a map yields them, then
+/// summed.
+fn sum_in_input_order(n: u64, results: &crossbeam_channel::Receiver<(u64, u64)>) -> u64 {
+    let mut ordered = vec![0u64; n as usize];
+    for (i, v) in results.iter() {
+        ordered[i as usize] = v;
+    }
+    ordered.iter().sum()
 }
 
 /// One W1 round of `system` in this (fresh) process: tasks/s, or why not.
