@@ -911,3 +911,35 @@ fn an_input_that_waits_for_the_map_s_own_calls_works_with_buffersize() {
         .collect();
     assert_eq!(results, [0, 1, 2, 3, 4]);
 }
+
+#[task]
+fn boom_or_hold(control: usize, x: u64) -> BoomOnDrop {
+    if x != 2 {
+        let control = control_for(control);
+        control.start(x);
+        control.wait_released(x);
+    }
+    BoomOnDrop(x)
+}
+
+#[test]
+fn a_panicking_drop_of_an_untaken_output_leaves_the_pool_working() {
+    let executor = ThreadPoolExecutor::new(1);
+    let held = Held::new();
+    let results = executor.map(|x| boom_or_hold(held.id, x), [2, 3]);
+    // Output 2 is done and not taken; call 3 runs.
+    held.wait_started(1);
+    // As dropping a future holding it would, dropping the map drops output 2 here.
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(results)));
+    assert!(
+        dropped.is_err(),
+        "output 2's drop did not run on this thread"
+    );
+    held.release_all();
+    let after = executor.submit(square_number(3));
+    assert_eq!(
+        after.result_timeout(HANG),
+        Ok(9),
+        "the pool's thread did not survive"
+    );
+}

@@ -6,8 +6,8 @@
 //!
 //! Why not a future per call: for short calls the future's allocation, its first touch and
 //! the queue's push and pop cost more than the call itself. The slots keep what `map`
-//! promises: input order, an error at its own position, calls started in input order and as
-//! many at once as the pool has threads, and a stop (the iterator dropped or timed out,
+//! promises: results in input order, an error at its own position, slow calls started in
+//! input order and as many at once as the pool has threads, and a stop (the iterator dropped or timed out,
 //! `shutdown(cancel_futures)`, a refused or broken pool) that cancels the calls not started.
 
 use std::cell::UnsafeCell;
@@ -31,9 +31,10 @@ const BLOCK_TIME: Duration = Duration::from_micros(100);
 /// The largest block, whatever the calls' speed.
 const MAX_BLOCK: usize = 4096;
 
-/// The most calls one batch holds: a runner's block is two `u32` halves of one atomic word.
-/// `map` splits a longer input into several batches.
-pub(crate) const MAX_CALLS: usize = u32::MAX as usize;
+/// The most calls one batch holds: a runner's block is two `u32` halves of one atomic word,
+/// and `cursor` may run past the end by a block per runner without wrapping (on 32-bit
+/// targets too). `map` splits a longer input into several batches.
+pub(crate) const MAX_CALLS: usize = (u32::MAX / 2) as usize;
 
 /// Slot states. Only the runner that claimed a slot (through `cursor` or a block) touches a
 /// `QUEUED` slot's value, until every runner has ended; only the reader touches a `DONE` one.
@@ -69,6 +70,10 @@ pub(crate) struct Batch<T: Task> {
     /// `1 +` the index of the call the reader sleeps on; 0 while it does not sleep. Read
     /// after every call, written around each of the reader's sleeps.
     awaited: CachePadded<AtomicUsize>,
+    /// Runners between taking a block from `cursor` and publishing it in `blocks`: a runner
+    /// that finds nothing to take waits for them, since the calls in transit may be what a
+    /// running call waits for.
+    in_transit: AtomicUsize,
     /// Runners not yet ended (ran out of calls, stopped, or abandoned unrun).
     live: AtomicUsize,
     /// Why the batch stopped: the first reason given wins.
@@ -119,6 +124,7 @@ impl<T: Task> Batch<T> {
                 .collect(),
             stopping: CachePadded::new(AtomicBool::new(false)),
             awaited: CachePadded::new(AtomicUsize::new(0)),
+            in_transit: AtomicUsize::new(0),
             live: AtomicUsize::new(runners),
             stop_reason: OnceLock::new(),
             sleep: Mutex::new(()),
@@ -179,25 +185,31 @@ impl<T: Task> Batch<T> {
             return Some(index);
         }
         let n = self.slots.len();
-        if self.cursor.load(Ordering::Relaxed) < n {
+        if self.cursor.load(Ordering::Acquire) < n {
             let size = pace.next_size();
-            // Relaxed: the calls were written before the batch was shared with the pool's
-            // threads, and each index is handed out once whatever the order.
-            let lo = self.cursor.fetch_add(size, Ordering::Relaxed);
+            // Announced before the block is taken: whoever sees the cursor moved sees this.
+            self.in_transit.fetch_add(1, Ordering::AcqRel);
+            let lo = self.cursor.fetch_add(size, Ordering::AcqRel);
             if lo < n {
                 // Empty, so no other runner writes it (they only take from a non-empty one),
                 // and a value it held before cannot come back: indices are handed out once.
                 own.store(pack(lo + 1, (lo + size).min(n)), Ordering::Release);
+                self.in_transit.fetch_sub(1, Ordering::Release);
                 return Some(lo);
             }
+            self.in_transit.fetch_sub(1, Ordering::Release);
         }
         self.steal(runner)
     }
 
     /// The lowest call left in the fullest other runner's block, one at a time: a call held
-    /// up in a block leaves the rest of it to whichever thread is free.
+    /// up in a block leaves the rest of it to whichever thread is free. `None` once `cursor`
+    /// is spent and every block is empty, with no block in transit (the window holds no user
+    /// code, so waiting it out is short).
     fn steal(&self, runner: usize) -> Option<usize> {
         loop {
+            // Before the blocks: a runner seen out of transit has published its block.
+            let in_transit = self.in_transit.load(Ordering::Acquire);
             let fullest = self
                 .blocks
                 .iter()
@@ -206,9 +218,14 @@ impl<T: Task> Batch<T> {
                 .map(|(_, block)| (block, unpack(block.load(Ordering::Acquire))))
                 .filter(|(_, (lo, hi))| lo < hi)
                 .max_by_key(|(_, (lo, hi))| hi - lo);
-            let (block, _) = fullest?;
-            if let Some(index) = take_lowest(block) {
-                return Some(index);
+            match fullest {
+                Some((block, _)) => {
+                    if let Some(index) = take_lowest(block) {
+                        return Some(index);
+                    }
+                }
+                None if in_transit == 0 => return None,
+                None => std::thread::yield_now(),
             }
         }
     }
@@ -365,8 +382,34 @@ impl<T: Task> Reader<T> {
 }
 
 impl<T: Task> Drop for Reader<T> {
+    /// Stops the batch, and drops the outcomes already there on this thread, as dropping
+    /// their futures would have: a pool thread that ends up with the batch drops only what
+    /// finished later.
     fn drop(&mut self) {
         self.batch.stop(Error::Cancelled);
+        let mut finished = Vec::new();
+        for slot in &self.batch.slots[self.next..] {
+            if slot.state.load(Ordering::Acquire) == DONE {
+                // SAFETY: `DONE` (seen with Acquire): its runner is done with it, and this
+                // reader, the only one, takes it once.
+                #[allow(unsafe_code)]
+                let value = unsafe { &mut *slot.value.get() };
+                finished.push(std::mem::replace(value, Value::Empty));
+                slot.state.store(TAKEN, Ordering::Relaxed);
+            }
+        }
+        drop(finished);
+    }
+}
+
+impl<T: Task> Drop for Batch<T> {
+    /// Where the last handle goes, often a pool thread: a panicking `Drop` of an output that
+    /// finished after its map was dropped is caught and logged, not left to end the thread.
+    fn drop(&mut self) {
+        let slots = std::mem::take(&mut self.slots);
+        if let Err(error) = unwind::catch(move || drop(slots)) {
+            tracing::error!(target: "concurrent_futures", %error, "dropping a map's outcome panicked");
+        }
     }
 }
 

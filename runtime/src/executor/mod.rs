@@ -85,13 +85,17 @@ pub trait Executor {
     /// lazy submission.
     ///
     /// The thread pool makes no future per call here: it hands the calls to its threads as
-    /// one batch, which they take in input order (singly while calls are slow, in growing
-    /// blocks while they are short, a block's rest going to any free thread), as many at once
-    /// as it has threads. A map over many short calls runs several times faster than
-    /// submitting them one by one. One difference from Python: the thread pool reads every
-    /// input (and makes every task) before the first call starts, where Python starts each
-    /// call as its input is read. An input iterator that waits for the map's own calls (a
-    /// channel they feed, say) needs [`MapOptions::buffersize`], which submits call by call.
+    /// one batch. Each thread takes calls in input order, one at a time while they are slow
+    /// and in growing blocks (up to 4,096 calls) while they are short, and a thread with
+    /// nothing left takes the rest of another's block, so a call that blocks holds back no
+    /// other while a thread is free; as many calls run at once as there are threads. A map
+    /// over many short calls runs several times faster than submitting them one by one.
+    ///
+    /// What differs from Python's futures-per-call `map`: every input is read (and every task
+    /// made) before the first call starts, so an input iterator that waits for the map's own
+    /// calls, or shuts the pool down part-way, needs [`MapOptions::buffersize`], which
+    /// submits call by call; and short calls taken in blocks may start up to a block ahead of
+    /// an earlier call, so calls that wait for earlier ones to *start* need it too.
     fn map<I, F, T>(&self, f: F, inputs: I) -> Map<'_, Self, I::IntoIter, F, T>
     where
         Self: Sized,
