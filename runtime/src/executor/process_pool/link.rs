@@ -11,7 +11,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{Mutex, MutexGuard, TryLockError, Weak};
+use std::sync::{TryLockError, Weak};
 use std::time::{Duration, Instant};
 
 use super::connection::{self, Doorbell, Stop};
@@ -19,7 +19,7 @@ use super::scheduler::Scheduler;
 use crate::help::Help;
 use crate::process::backoff::Backoff;
 use crate::process::inbox::{Inbox, Received};
-use crate::sync::{Arc, lock};
+use crate::sync::{Arc, Mutex, MutexGuard, lock};
 
 /// The epoll key of the socket.
 const SOCKET_KEY: u64 = 0;
