@@ -30,7 +30,8 @@ const DOORBELL_KEY: u64 = 1;
 /// and not at all if that is zero): a round trip to a worker that is awake takes a few
 /// microseconds, and waking a sleeping thread costs more than that on many machines, virtual
 /// ones most. Short, so that a call that takes longer costs little of a core, and backed off
-/// from after polls in vain.
+/// from after polls in vain. Between polls the leader yields its core: a worker that shares
+/// it (one core, or a machine busy elsewhere) then runs at once instead of after the poll.
 const LEAD_SPIN: Duration = Duration::from_micros(20);
 
 /// One worker's socket, its epoll set, and what has been read from it.
@@ -196,7 +197,8 @@ impl Link {
                     if spinning {
                         let now = Instant::now();
                         if now < began + spin && deadline.is_none_or(|deadline| now < deadline) {
-                            std::hint::spin_loop();
+                            // The worker may be waiting for this very core.
+                            std::thread::yield_now();
                             continue;
                         }
                         spinning = false;
