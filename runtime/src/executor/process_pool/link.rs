@@ -11,7 +11,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{TryLockError, Weak};
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
 use super::connection::{self, Doorbell, Stop};
@@ -147,30 +147,38 @@ impl Link {
 
     /// Leads: reads the worker's answer to `job` on this thread. See [`Help`].
     fn lead(&self, scheduler: &Arc<Scheduler>, job: u64, deadline: Option<Instant>) {
-        let mut reader = {
-            let state = scheduler.lock();
-            let Some(slot) = state.workers.get(&self.worker) else {
-                return;
-            };
-            // Only while the connection thread sleeps with nothing to write, and only for a
-            // worker whose one job in flight is this one: any other frame it may send is the
-            // connection thread's to handle.
-            let lone = slot.ready
-                && slot.io_sleeping
-                && slot.leftover.is_empty()
-                && slot.doom.is_none()
-                && !slot.exit_sent
-                && slot.in_flight.len() == 1
-                && slot.in_flight.front().is_some_and(|front| front.id == job);
-            if !lone {
-                return;
-            }
-            match self.reader.try_lock() {
-                Ok(reader) => reader,
-                Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-                Err(TryLockError::WouldBlock) => return,
-            }
+        // Only for a worker whose one job in flight is this one (any other frame it may send
+        // is the connection thread's to handle), and only while the connection thread sleeps
+        // with nothing to write. Checked once before waiting for the reader, which the
+        // connection thread holds while it handles a frame (this call's start, say), and
+        // again with both held.
+        let lone = |state: &super::scheduler::State| {
+            state.workers.get(&self.worker).is_some_and(|slot| {
+                slot.ready
+                    && slot.leftover.is_empty()
+                    && slot.doom.is_none()
+                    && !slot.exit_sent
+                    && slot.in_flight.len() == 1
+                    && slot.in_flight.front().is_some_and(|front| front.id == job)
+            })
         };
+        if !lone(&scheduler.lock()) {
+            return;
+        }
+        // Not for long: no other caller leads this socket (its job would be the one in
+        // flight), and the connection thread holds the reader for one batch of frames, never
+        // while it sleeps or runs callbacks.
+        let mut reader = self.read_lock();
+        {
+            let state = scheduler.lock();
+            let sleeping = state
+                .workers
+                .get(&self.worker)
+                .is_some_and(|slot| slot.io_sleeping);
+            if !(sleeping && lone(&state)) {
+                return;
+            }
+        }
         if reader.registered {
             if control(
                 &self.epoll,
