@@ -187,6 +187,10 @@ impl IdleWatch {
 /// is a system call, on whose return the kernel runs instead any thread woken with real work
 /// for this core.
 fn poll_for_work(socket: &UnixStream, spin: Duration) -> bool {
+    // Once first: a caller that shares this core (the scheduler put them together, or the
+    // machine is busy elsewhere) reads the answer just written and sends its next call now,
+    // instead of after the watch that waits for it has been preempted.
+    std::thread::yield_now();
     let began = Instant::now();
     while began.elapsed() < spin {
         let mut watched = libc::pollfd {
