@@ -1,7 +1,9 @@
 //! Hostile frames the other way: a "worker" that shakes hands properly and then answers a
 //! call with garbage (a frame kind nobody sends, a length prefix of gigabytes, a result for a
 //! task it was never given, a frame cut short by its exit). The parent kills it, fails the
-//! task it was running as `WorkerDied`, and does not hang or panic.
+//! task it was running as `WorkerDied`, and does not hang or panic, whether the garbage is
+//! read by the worker's connection thread or by a caller leading the socket (`warm-` modes:
+//! the garbage answers a second call, handed to the idle worker).
 //!
 //! The fake worker is this test binary started into `fake_worker` through a small script
 //! (the builder's `executable`), which names the misbehaviour in its environment.
@@ -52,6 +54,21 @@ fn fake_worker() {
     // Anything but a call (the exit request of a shutdown, or the end): leave quietly.
     let Some((RUN | RUN_THEN_WATCH, id)) = read_frame(&mut socket) else {
         std::process::exit(0);
+    };
+    // `warm-...`: answers the first call properly (`square_number(3)`), misbehaves on the
+    // second, which the pool hands to it while it idles.
+    let (mode, id) = match mode.strip_prefix("warm-") {
+        Some(mode) => {
+            let mut answer = raw_frame(STARTED, id, &[]);
+            // The run time (4 bytes), then 9 as postcard encodes it.
+            answer.extend(raw_frame(SUCCEEDED, id, &[0, 0, 0, 0, 9]));
+            socket.write_all(&answer).unwrap();
+            let Some((RUN | RUN_THEN_WATCH, id)) = read_frame(&mut socket) else {
+                std::process::exit(0);
+            };
+            (mode.to_owned(), id)
+        }
+        None => (mode, id),
     };
     if mode == "leave" {
         // Takes the call and exits without starting it.
@@ -104,10 +121,23 @@ fn error_from_a_worker_that_sends(mode: &str) -> Error {
             .executable(&script)
             .build()
             .unwrap();
-        let error = executor
-            .submit(square_number(3))
-            .error_timeout(Duration::from_secs(60))
-            .expect("the call fails");
+        let first = executor.submit(square_number(3));
+        let error = if mode.starts_with("warm-") {
+            match first.result_timeout(Duration::from_secs(60)) {
+                Ok(value) => {
+                    assert_eq!(value, 9, "{mode}: the first call's answer");
+                    executor
+                        .submit(square_number(4))
+                        .error_timeout(Duration::from_secs(60))
+                        .expect("the second call fails")
+                }
+                Err(error) => error,
+            }
+        } else {
+            first
+                .error_timeout(Duration::from_secs(60))
+                .expect("the call fails")
+        };
         drop(executor);
         attempts += 1;
         match &error {
@@ -152,6 +182,18 @@ fn workers_that_exit_before_starting_their_call_break_the_pool() {
 #[test]
 fn a_frame_of_an_unknown_kind_gets_the_worker_killed() {
     assert_killed("unknown-kind");
+}
+
+/// The same, with the answer read by the caller blocked on it (the call was handed to the
+/// idle worker, see `tests/process_pool_leader.rs`) rather than by the connection thread.
+#[test]
+fn a_frame_of_an_unknown_kind_read_by_a_leading_caller_gets_the_worker_killed() {
+    assert_killed("warm-unknown-kind");
+}
+
+#[test]
+fn a_result_for_a_task_never_sent_read_by_a_leading_caller_gets_the_worker_killed() {
+    assert_killed("warm-unknown-task");
 }
 
 #[test]

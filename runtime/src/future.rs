@@ -8,6 +8,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::help;
 use crate::sync::{
     Arc, AtomicU64, CellMut, Ordering, Thread, UnsafeCell, back_off, current_thread, park,
     park_timeout,
@@ -603,6 +604,15 @@ impl<T> Future<T> {
         }
         if deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             return Err(TimedOut);
+        }
+        // The executor may have left this thread the work that completes the future.
+        if let Some(help) = help::take(self.id()) {
+            drop(guard);
+            help.help(deadline);
+            guard = self.inner.lock();
+            if guard.is_done() {
+                return Ok(guard);
+            }
         }
         let me = current_thread();
         guard.watchers().add_sleeper(me.clone());

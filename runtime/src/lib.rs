@@ -15,6 +15,7 @@ mod executor;
 mod future;
 #[doc(hidden)]
 pub mod fuzzing;
+mod help;
 #[cfg(all(test, loom))]
 mod loom_tests;
 mod process;

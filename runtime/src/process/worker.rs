@@ -12,6 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::process;
 use std::time::{Duration, Instant};
 
+use super::backoff::Backoff;
 use super::call;
 use super::identity::build_identity;
 use super::wire;
@@ -154,40 +155,30 @@ fn serve(socket: &UnixStream) -> Result<(), String> {
 ///
 /// Backs off, so that a caller whose calls come further apart than `spin` does not have a
 /// core spent on each: a watch in vain skips the next lone call, the next in vain two, then
-/// four, up to [`MAX_WATCH_BACKOFF`]; a watch that catches a call starts over.
+/// four, up to [`MAX_SKIPS`](super::backoff::MAX_SKIPS); a watch that catches a call starts
+/// over.
 struct IdleWatch {
     spin: Duration,
-    /// Lone calls still to answer without watching.
-    skip: u32,
-    /// How many the next watch in vain skips.
-    backoff: u32,
+    backoff: Backoff,
 }
-
-/// The most lone calls a worker answers without watching after watches in vain: at most one
-/// `spin` in this many is spent on a caller that is not coming back soon.
-const MAX_WATCH_BACKOFF: u32 = 64;
 
 impl IdleWatch {
     fn new(spin: Duration) -> Self {
         Self {
             spin,
-            skip: 0,
-            backoff: 1,
+            backoff: Backoff::default(),
         }
     }
 
     /// After the answer to a lone call: watch the socket, unless backing off.
     fn watch(&mut self, socket: &UnixStream) {
-        if self.spin.is_zero() {
+        if self.spin.is_zero() || !self.backoff.poll_now() {
             return;
         }
-        if self.skip > 0 {
-            self.skip -= 1;
-        } else if poll_for_work(socket, self.spin) {
-            self.backoff = 1;
+        if poll_for_work(socket, self.spin) {
+            self.backoff.caught();
         } else {
-            self.skip = self.backoff;
-            self.backoff = (self.backoff * 2).min(MAX_WATCH_BACKOFF);
+            self.backoff.missed();
         }
     }
 }
@@ -196,6 +187,10 @@ impl IdleWatch {
 /// is a system call, on whose return the kernel runs instead any thread woken with real work
 /// for this core.
 fn poll_for_work(socket: &UnixStream, spin: Duration) -> bool {
+    // Once first: a caller that shares this core (the scheduler put them together, or the
+    // machine is busy elsewhere) reads the answer just written and sends its next call now,
+    // instead of after the watch that waits for it has been preempted.
+    std::thread::yield_now();
     let began = Instant::now();
     while began.elapsed() < spin {
         let mut watched = libc::pollfd {
@@ -356,28 +351,30 @@ mod tests {
         let mut idle = IdleWatch::new(Duration::from_micros(100));
         // Nothing comes: the watch is in vain, the next lone call goes unwatched.
         idle.watch(&worker_end);
-        assert_eq!((idle.skip, idle.backoff), (1, 2));
+        assert_eq!(idle.backoff.counts(), (1, 2));
         idle.watch(&worker_end);
-        assert_eq!(idle.skip, 0);
+        assert_eq!(idle.backoff.counts().0, 0);
         idle.watch(&worker_end);
-        assert_eq!((idle.skip, idle.backoff), (2, 4));
+        assert_eq!(idle.backoff.counts(), (2, 4));
         idle.watch(&worker_end);
         idle.watch(&worker_end);
         // A call waits on the socket: the watch catches it at once and the back-off resets.
         parent_end.write_all(b"call").unwrap();
         idle.watch(&worker_end);
-        assert_eq!((idle.skip, idle.backoff), (0, 1));
-        // Never more than MAX_WATCH_BACKOFF lone calls unwatched.
+        assert_eq!(idle.backoff.counts(), (0, 1));
+        // Never more than MAX_SKIPS lone calls unwatched.
         let mut idle = IdleWatch::new(Duration::from_nanos(1));
         let (quiet, _keep_open) = UnixStream::pair().unwrap();
         for _ in 0..20 {
-            idle.skip = 0;
-            idle.watch(&quiet);
+            while idle.backoff.counts().0 > 0 {
+                idle.watch(&quiet); // skipped
+            }
+            idle.watch(&quiet); // in vain
         }
-        assert_eq!(idle.skip, MAX_WATCH_BACKOFF);
+        assert_eq!(idle.backoff.counts().0, crate::process::backoff::MAX_SKIPS);
         // A zero spin never watches.
         let mut off = IdleWatch::new(Duration::ZERO);
         off.watch(&quiet);
-        assert_eq!((off.skip, off.backoff), (0, 1));
+        assert_eq!(off.backoff.counts(), (0, 1));
     }
 }

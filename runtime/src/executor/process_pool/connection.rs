@@ -4,15 +4,17 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::process::Child;
 use std::time::Instant;
 
+use super::link::Link;
 use super::scheduler::{Job, Scheduler, State, signal};
 use crate::error::Error;
+use crate::help;
 use crate::process::identity::build_identity;
-use crate::process::inbox::{Inbox, Received};
+use crate::process::inbox::Received;
 use crate::process::wire::{self, INITIALIZER_ID};
 use crate::sync::Arc;
 
@@ -44,7 +46,12 @@ impl Doorbell {
         }
     }
 
-    fn silence(&self) {
+    /// Its descriptor, for an epoll set to watch.
+    pub(super) fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    pub(super) fn silence(&self) {
         let mut count = [0_u8; 8];
         // SAFETY: reads at most 8 bytes into a live array from a descriptor we own.
         #[allow(unsafe_code)]
@@ -110,7 +117,7 @@ impl Outgoing {
     }
 
     /// Writes as much as the socket takes now; `Ok(true)` once everything is out.
-    fn write_some(&mut self, socket: &mut UnixStream) -> io::Result<bool> {
+    fn write_some(&mut self, socket: &UnixStream) -> io::Result<bool> {
         while !self.chunks.is_empty() {
             let mut slices = [IoSlice::new(&[]); 8];
             let mut count = 0;
@@ -182,6 +189,10 @@ pub(super) fn hand_over(scheduler: &Scheduler, state: &mut State, job: Job) -> R
     // finds the worker's end.
     let written = (&slot.socket).write(&frame).unwrap_or_default();
     if written > 0 {
+        // The submitting thread, should it block on this call's result, may read the answer
+        // itself (see `link`).
+        let link: std::sync::Weak<dyn help::Help> = Arc::downgrade(&slot.link) as _;
+        help::offer(job.future.future_id(), job.id, link);
         slot.sent += 1;
         slot.in_flight.push_back(job);
         if written < frame.len() {
@@ -232,10 +243,10 @@ pub(super) fn serve(
     scheduler: &Arc<Scheduler>,
     worker: u64,
     doorbell: &Doorbell,
-    mut socket: UnixStream,
+    link: &Link,
     mut child: Child,
 ) {
-    let refused = exchange(scheduler, worker, doorbell, &mut socket, child.id());
+    let refused = exchange(scheduler, worker, doorbell, link, child.id());
     let slot = scheduler.detach(worker);
     if refused.is_some() {
         // It exits by itself after refusing; make sure before waiting on it.
@@ -253,9 +264,10 @@ fn exchange(
     scheduler: &Arc<Scheduler>,
     worker: u64,
     doorbell: &Doorbell,
-    socket: &mut UnixStream,
+    link: &Link,
     pid: u32,
 ) -> Option<String> {
+    let socket = &link.socket;
     let give_up = |error: &dyn std::fmt::Display| {
         tracing::error!(target: "concurrent_futures", pid, %error, "unusable stream from worker; killing it");
         signal(pid, libc::SIGKILL);
@@ -274,7 +286,6 @@ fn exchange(
         wire::encode(out.small(), wire::RUN, INITIALIZER_ID, initializer)
             .expect("checked at build");
     }
-    let mut inbox = Inbox::default();
     let mut finished = Vec::new();
     // False once the worker stopped taking frames (it is dying): its reports are still read
     // to the end of its stream.
@@ -290,9 +301,12 @@ fn exchange(
                 }
             }
         }
-        let received = match inbox.receive(socket) {
+        // Held until the decision to sleep is made and the epoll set armed for it: a caller
+        // leading this socket (see `link`) waits for it, and is waited for.
+        let mut reader = link.read_lock();
+        let received = match reader.inbox.receive(&mut &link.socket) {
             Ok(Received::End) => {
-                if inbox.is_mid_frame() {
+                if reader.inbox.is_mid_frame() {
                     tracing::error!(target: "concurrent_futures", pid, "stream from worker ended inside a frame");
                 }
                 return None;
@@ -311,7 +325,7 @@ fn exchange(
             }
         }
         let stop = loop {
-            match inbox.next_frame() {
+            match reader.inbox.next_frame() {
                 Ok(Some(frame)) => match handle(scheduler, &mut state, worker, frame) {
                     Ok(None) => {}
                     Ok(Some(done)) => finished.push(done),
@@ -336,6 +350,14 @@ fn exchange(
             }
         }
         drop(state);
+        if sleep {
+            let to_write = !flushed && writable;
+            let wanted = libc::EPOLLIN as u32 | if to_write { libc::EPOLLOUT as u32 } else { 0 };
+            if let Err(error) = link.arm(&mut reader, wanted) {
+                return give_up(&error);
+            }
+        }
+        drop(reader);
         // Outside the lock: completing a future runs user callbacks.
         for (job, frame) in finished.drain(..) {
             finish(job, frame);
@@ -343,35 +365,9 @@ fn exchange(
         match stop {
             Some(Stop::Refused(reason)) => return Some(reason),
             Some(Stop::Protocol(error)) => return give_up(&error),
-            None if sleep => wait_for(socket, doorbell, !flushed && writable),
+            None if sleep => link.wait(doorbell),
             None => {}
         }
-    }
-}
-
-/// Sleeps until the socket has bytes to read (or room to write, if `to_write`) or the doorbell
-/// rings.
-fn wait_for(socket: &UnixStream, doorbell: &Doorbell, to_write: bool) {
-    let mut fds = [
-        libc::pollfd {
-            fd: socket.as_raw_fd(),
-            events: libc::POLLIN | if to_write { libc::POLLOUT } else { 0 },
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: doorbell.0.as_fd().as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    // SAFETY: poll reads and writes only the two pollfds we own, for their length. An error
-    // (EINTR) just ends the sleep early.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1);
-    }
-    if fds[1].revents & libc::POLLIN != 0 {
-        doorbell.silence();
     }
 }
 
@@ -418,14 +414,30 @@ fn next_frames(scheduler: &Scheduler, state: &mut State, worker: u64, out: &mut 
     false
 }
 
-enum Stop {
+/// Why a worker's stream is no longer served.
+pub(super) enum Stop {
     Refused(String),
     Protocol(String),
 }
 
+/// Kills `worker` for breaking the protocol (`stop`), as its connection thread does, from a
+/// thread that read its socket as leader; that thread then sees the stream end. Signalled
+/// under the lock: the worker is reaped only after it leaves the table.
+pub(super) fn give_up_on(scheduler: &Scheduler, worker: u64, stop: &Stop) {
+    let error = match stop {
+        Stop::Refused(reason) => format!("refused after its handshake: {reason}"),
+        Stop::Protocol(error) => error.clone(),
+    };
+    let state = scheduler.lock();
+    if let Some(slot) = state.workers.get(&worker) {
+        tracing::error!(target: "concurrent_futures", pid = slot.pid, %error, "unusable stream from worker; killing it");
+        signal(slot.pid, libc::SIGKILL);
+    }
+}
+
 /// Completes a job's future from its result frame, outside the scheduler's lock: completing
 /// runs user callbacks.
-fn finish(job: Job, frame: wire::Frame) {
+pub(super) fn finish(job: Job, frame: wire::Frame) {
     if frame.kind == wire::SUCCEEDED {
         job.future.succeed(frame.body, wire::RUN_TIME_PREFIX);
     } else {
@@ -442,7 +454,7 @@ fn decode_error(body: &[u8]) -> Error {
 
 /// Acts on one frame from the worker; hands back a finished job to complete once the lock
 /// is released.
-fn handle(
+pub(super) fn handle(
     scheduler: &Arc<Scheduler>,
     state: &mut State,
     worker: u64,
@@ -539,11 +551,11 @@ mod tests {
             libc::sigaddset(&mut pipe_only, libc::SIGPIPE);
             libc::pthread_sigmask(libc::SIG_BLOCK, &pipe_only, std::ptr::null_mut());
 
-            let (mut ours, theirs) = UnixStream::pair().unwrap();
+            let (ours, theirs) = UnixStream::pair().unwrap();
             drop(theirs);
             let mut out = Outgoing::default();
             out.push(wire::RUN, 1, &Arc::new(vec![7; 100]));
-            let error = out.write_some(&mut ours).unwrap_err();
+            let error = out.write_some(&ours).unwrap_err();
 
             let mut pending: libc::sigset_t = std::mem::zeroed();
             libc::sigpending(&mut pending);

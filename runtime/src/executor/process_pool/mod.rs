@@ -1,6 +1,7 @@
 //! `ProcessPoolExecutor`: tasks run in worker processes that are this program started again.
 
 mod connection;
+mod link;
 mod raw;
 mod scheduler;
 mod worker;
@@ -49,7 +50,8 @@ const DEFAULT_IDLE_SPIN: Duration = Duration::from_micros(100);
 /// - a worker that answered a lone small call watches its socket briefly for the next one
 ///   before sleeping ([`ProcessPoolBuilder::idle_spin`]), so `submit(..).result()` in a
 ///   loop does not pay for waking a sleeping process on every call (Python's workers sleep
-///   at once).
+///   at once), and the thread blocked in `result()` reads that call's answer from the
+///   worker's socket itself, with no hand-off from the pool's thread.
 ///
 /// As in Python, a future is running from the moment it is sent to a worker (Python's call
 /// queue), so `cancel()` returns false from then on; queued work is sent only while a worker
@@ -191,6 +193,10 @@ impl ProcessPoolBuilder {
     /// price is up to this long of one core's time per lone call; a worker whose watches
     /// catch nothing backs off (skipping 1, 2, 4, ... up to 64 lone calls), and a busy pool,
     /// whose workers have jobs queued, does not pay it at all.
+    ///
+    /// The same setting bounds the other side: a thread blocked in `result()` on a lone call
+    /// reads the answer from the worker's socket itself, and polls for it up to 20 µs (or
+    /// this setting, if shorter; zero: not at all) before it sleeps, backing off the same way.
     pub fn idle_spin(mut self, spin: Duration) -> Self {
         self.idle_spin = Some(spin);
         self

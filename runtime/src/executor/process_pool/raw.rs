@@ -35,6 +35,10 @@ impl Completion for RawFuture {
     fn sent(&self) -> bool {
         was_sent(&self.0)
     }
+
+    fn future_id(&self) -> usize {
+        self.0.id()
+    }
 }
 
 impl ProcessPoolExecutor {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::Config;
 use super::connection::Doorbell;
+use super::link::Link;
 use crate::error::Error;
 use crate::executor::cancellations::Cancellations;
 use crate::future::Future;
@@ -58,6 +59,8 @@ pub(super) trait Completion: Send {
     fn cancel(&self);
     /// Whether it was sent before (it is running): it can no longer be cancelled.
     fn sent(&self) -> bool;
+    /// The future's identity (`Future::id`), for the help its submitter is offered.
+    fn future_id(&self) -> usize;
 }
 
 /// [`Completion::send`] for one future: Python's `set_running_or_notify_cancel`, except that a
@@ -97,6 +100,10 @@ impl<T: Task> Completion for TaskFuture<T> {
 
     fn sent(&self) -> bool {
         was_sent(&self.0)
+    }
+
+    fn future_id(&self) -> usize {
+        self.0.id()
     }
 }
 
@@ -175,6 +182,10 @@ impl<T: Task> Completion for Chunk<T> {
     fn sent(&self) -> bool {
         was_sent(&self.future)
     }
+
+    fn future_id(&self) -> usize {
+        self.future.id()
+    }
 }
 
 /// Why the pool killed a worker, so that its running task fails with the right error.
@@ -218,6 +229,8 @@ pub(super) struct Slot {
     /// The worker's socket, for a submitter to write a job to directly while the connection
     /// thread sleeps (see `connection::hand_over`).
     pub(super) socket: UnixStream,
+    /// The socket's reading end, which that submitter may lead while it waits (see `link`).
+    pub(super) link: Arc<Link>,
     /// The unwritten end of such a job's frame, for the connection thread to write first.
     pub(super) leftover: Vec<u8>,
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::Config;
 use super::connection::{self, Doorbell};
+use super::link::Link;
 use super::scheduler::{Effects, Scheduler, Slot, signal};
 use crate::process::entry::{
     WORKER_MARKER, started_as_worker_outside_worker_mode, test_entry_name,
@@ -28,8 +29,21 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
         })?;
         let mut state = scheduler.lock();
         let worker = state.next_worker;
+        let link = Link::new(socket, &doorbell, Arc::downgrade(scheduler), worker)
+            .map(Arc::new)
+            .map_err(|e| {
+                let _ = child.kill();
+                let _ = child.wait();
+                format!("cannot watch the socket of worker {pid}: {e}")
+            })?;
         state.next_worker += 1;
-        let thread = start_thread(scheduler, worker, Arc::clone(&doorbell), child, socket)?;
+        let thread = start_thread(
+            scheduler,
+            worker,
+            Arc::clone(&doorbell),
+            child,
+            Arc::clone(&link),
+        )?;
         state.threads.push(thread);
         state.starting -= 1;
         // Enforces the handshake deadline, then task timeouts.
@@ -51,6 +65,7 @@ pub(super) fn spawn(scheduler: &Arc<Scheduler>) {
                 doorbell,
                 io_sleeping: false,
                 socket: direct,
+                link,
                 leftover: Vec::new(),
             },
         );
@@ -147,7 +162,7 @@ fn start_thread(
     worker: u64,
     doorbell: Arc<Doorbell>,
     child: Child,
-    socket: UnixStream,
+    link: Arc<Link>,
 ) -> Result<thread::JoinHandle<()>, String> {
     let pid = child.id();
     let s = Arc::clone(scheduler);
@@ -155,7 +170,7 @@ fn start_thread(
         .name(format!("cf-pool-{pid}"))
         .spawn(move || {
             s.mark_current_thread();
-            connection::serve(&s, worker, &doorbell, socket, child);
+            connection::serve(&s, worker, &doorbell, &link, child);
         })
         .map_err(|e| {
             signal(pid, libc::SIGKILL);
