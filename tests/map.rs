@@ -943,3 +943,69 @@ fn a_panicking_drop_of_an_untaken_output_leaves_the_pool_working() {
         "the pool's thread did not survive"
     );
 }
+
+/// Runs per input of `map_stress_...`, which alone uses them.
+static STRESS_RUNS: [AtomicUsize; 3_000] = [const { AtomicUsize::new(0) }; 3_000];
+
+/// Spins for a time that varies with the input, so that blocks, steals and stops interleave
+/// differently from one map to the next.
+#[task]
+fn uneven(x: u64) -> u64 {
+    STRESS_RUNS[x as usize].fetch_add(1, Ordering::Relaxed);
+    let spins = (x.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) * 64;
+    for _ in 0..spins {
+        std::hint::spin_loop();
+    }
+    x * 2
+}
+
+#[test]
+fn map_stress_no_call_runs_twice_and_every_result_is_in_place() {
+    for round in 0..120_usize {
+        for runs in &STRESS_RUNS {
+            runs.store(0, Ordering::Relaxed);
+        }
+        let n = 1 + (round * 37) % STRESS_RUNS.len();
+        // Some rounds stop early: the iterator dropped half-way, or timed out at once.
+        let keep = if round % 3 == 0 { n / 2 } else { n };
+        let options = if round % 7 == 0 {
+            MapOptions::new().timeout(Duration::ZERO)
+        } else {
+            MapOptions::new()
+        };
+        let executor = ThreadPoolExecutor::new(1 + round % 4);
+        let mut results = executor.map_with(uneven, 0..n as u64, options);
+        let mut taken = 0;
+        for (i, result) in results.by_ref().take(keep).enumerate() {
+            match result {
+                Ok(v) => assert_eq!(v, 2 * i as u64, "round {round}: result {i} out of place"),
+                Err(e) => {
+                    assert!(e.is_timeout(), "round {round}: {e:?}");
+                    break;
+                }
+            }
+            taken += 1;
+        }
+        drop(results);
+        // Waits for every call that started.
+        drop(executor);
+        let runs: Vec<usize> = STRESS_RUNS[..n]
+            .iter()
+            .map(|r| r.load(Ordering::Relaxed))
+            .collect();
+        assert!(
+            runs.iter().all(|&r| r <= 1),
+            "round {round}: a call ran twice"
+        );
+        assert!(
+            runs[..taken].iter().all(|&r| r == 1),
+            "round {round}: a result came from a call that did not run once"
+        );
+        if taken == n {
+            assert!(
+                runs.iter().all(|&r| r == 1),
+                "round {round}: a call never ran"
+            );
+        }
+    }
+}

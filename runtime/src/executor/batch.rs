@@ -7,8 +7,9 @@
 //! Why not a future per call: for short calls the future's allocation, its first touch and
 //! the queue's push and pop cost more than the call itself. The slots keep what `map`
 //! promises: results in input order, an error at its own position, slow calls started in
-//! input order and as many at once as the pool has threads, and a stop (the iterator dropped or timed out,
-//! `shutdown(cancel_futures)`, a refused or broken pool) that cancels the calls not started.
+//! input order and as many at once as the pool has threads, and a stop (the iterator
+//! dropped or timed out, `shutdown(cancel_futures)`, a refused or broken pool) that cancels
+//! the calls not started.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
