@@ -26,7 +26,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use concurrent_futures::{MapOptions, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, task};
+use concurrent_futures::{
+    Executor, MapOptions, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, task,
+};
 use rayon::prelude::*;
 
 /// Every workload runs with this many workers, threads or processes.
@@ -449,13 +451,7 @@ impl Compare {
         let expected = sum_of_squares(n);
 
         let ours = tasks_per_s(n, || {
-            let executor = ProcessPoolExecutor::new(WORKERS);
-            let futures: Vec<_> = (0..n).map(|i| executor.submit(square_number(i))).collect();
-            let sum: u64 = as_completed(&futures)
-                .map(|f| f.result().expect("square_number"))
-                .sum();
-            drop(executor);
-            sum
+            submit_all_as_completed(ProcessPoolExecutor::new(WORKERS), n)
         });
 
         let batch = 1_000;
@@ -1236,7 +1232,12 @@ fn echo_stdin_to_stdout() {
 // W1's systems, each one round; the sum of the squares
 
 fn w1_ours(n: u64) -> u64 {
-    let executor = ThreadPoolExecutor::new(WORKERS);
+    submit_all_as_completed(ThreadPoolExecutor::new(WORKERS), n)
+}
+
+/// W1's and W3's workload for ours: `n` submits, the results as they complete, summed, then
+/// the executor shut down (dropped, waiting), as Python's `with` block does.
+fn submit_all_as_completed(executor: impl Executor, n: u64) -> u64 {
     let futures: Vec<_> = (0..n).map(|i| executor.submit(square_number(i))).collect();
     let sum: u64 = as_completed(&futures)
         .map(|f| f.result().expect("square_number"))
