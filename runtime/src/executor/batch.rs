@@ -92,6 +92,30 @@ pub(crate) struct Batch<T: Task> {
 #[allow(unsafe_code)]
 unsafe impl<T: Task> Sync for Slot<T> {}
 
+impl<T: Task> Slot<T> {
+    /// Moves the value out, leaving `Empty`.
+    ///
+    /// # Safety
+    ///
+    /// The caller has the slot to itself, as the state protocol above says.
+    #[allow(unsafe_code)]
+    unsafe fn take(&self) -> Value<T> {
+        // SAFETY: the caller has the slot to itself.
+        unsafe { std::mem::replace(&mut *self.value.get(), Value::Empty) }
+    }
+
+    /// Replaces the value.
+    ///
+    /// # Safety
+    ///
+    /// As for [`take`](Self::take).
+    #[allow(unsafe_code)]
+    unsafe fn put(&self, value: Value<T>) {
+        // SAFETY: the caller has the slot to itself.
+        unsafe { *self.value.get() = value }
+    }
+}
+
 fn pack(lo: usize, hi: usize) -> u64 {
     lo as u64 | (hi as u64) << 32
 }
@@ -235,12 +259,15 @@ impl<T: Task> Batch<T> {
         let slot = &self.slots[index];
         // SAFETY: `index` was claimed by this runner alone, and the slot is `QUEUED`.
         #[allow(unsafe_code)]
-        let value = unsafe { &mut *slot.value.get() };
-        let Value::Call(call) = std::mem::replace(value, Value::Empty) else {
+        let Value::Call(call) = (unsafe { slot.take() }) else {
             unreachable!("a claimed slot holds its call");
         };
         let outcome = unwind::catch(move || call.run()).map_err(Box::new);
-        *value = Value::Outcome(outcome);
+        // SAFETY: still claimed by this runner alone; nobody reads it before `DONE` below.
+        #[allow(unsafe_code)]
+        unsafe {
+            slot.put(Value::Outcome(outcome));
+        }
         // SeqCst, with the load of `awaited` after it: the reader stores `awaited` then loads
         // the state, so either it sees `DONE` or this sees it waiting.
         slot.state.store(DONE, Ordering::SeqCst);
@@ -275,8 +302,7 @@ impl<T: Task> Batch<T> {
                 // SAFETY: every runner has ended, so none holds a claim; the reader does not
                 // touch a `QUEUED` slot's value.
                 #[allow(unsafe_code)]
-                let value = unsafe { &mut *slot.value.get() };
-                unrun.push(std::mem::replace(value, Value::Empty));
+                unrun.push(unsafe { slot.take() });
                 slot.state.store(SKIPPED, Ordering::SeqCst);
             }
         }
@@ -328,8 +354,7 @@ impl<T: Task> Reader<T> {
             // SAFETY: the slot is `DONE` (seen with Acquire above): its runner is done with it,
             // and this reader, the only one, takes it once (`next` moved past it).
             #[allow(unsafe_code)]
-            let value = unsafe { &mut *slot.value.get() };
-            let Value::Outcome(outcome) = std::mem::replace(value, Value::Empty) else {
+            let Value::Outcome(outcome) = (unsafe { slot.take() }) else {
                 unreachable!("a done slot holds its outcome");
             };
             slot.state.store(TAKEN, Ordering::Relaxed);
@@ -394,8 +419,7 @@ impl<T: Task> Drop for Reader<T> {
                 // SAFETY: `DONE` (seen with Acquire): its runner is done with it, and this
                 // reader, the only one, takes it once.
                 #[allow(unsafe_code)]
-                let value = unsafe { &mut *slot.value.get() };
-                finished.push(std::mem::replace(value, Value::Empty));
+                finished.push(unsafe { slot.take() });
                 slot.state.store(TAKEN, Ordering::Relaxed);
             }
         }
